@@ -1,0 +1,48 @@
+"""Reductions over a dataset in fixed-size chunks, inside ``jax.lax.scan``.
+
+Peak memory is set by the chunk, not by the dataset: full chunks are scanned,
+and a final short chunk (when ``chunk_size`` does not divide the number of
+examples) is processed once on its own, with its true size, so no padding or
+masking ever changes a result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax.tree_utils as otu
+
+from jaxunlearn._validation import num_examples
+
+
+def num_chunks(n: int, chunk_size: int) -> int:
+    """Number of chunks (the last possibly short) that ``n`` examples split into."""
+    return -(-n // chunk_size)
+
+
+def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int) -> Any:
+    """``sum_c fn(chunk_c, c)`` over consecutive chunks of ``data``, in data order.
+
+    ``fn(chunk, index)`` maps one chunk (a pytree like ``data`` with leading
+    size ``<= chunk_size``) and its integer index to a pytree of arrays.
+    """
+    n = num_examples(data)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}.")
+    chunk_size = min(chunk_size, n)
+    full, rest = divmod(n, chunk_size)
+    head = jax.tree.map(lambda a: a[: full * chunk_size].reshape((full, chunk_size) + a.shape[1:]), data)
+    first = jax.tree.map(lambda a: a[0], head)
+    init = otu.tree_zeros_like(jax.eval_shape(fn, first, jnp.asarray(0)))
+
+    def body(acc, xs):
+        chunk, index = xs
+        return otu.tree_add(acc, fn(chunk, index)), None
+
+    total, _ = jax.lax.scan(body, init, (head, jnp.arange(full)))
+    if rest:
+        tail = jax.tree.map(lambda a: a[full * chunk_size :], data)
+        total = otu.tree_add(total, fn(tail, jnp.asarray(full)))
+    return total
