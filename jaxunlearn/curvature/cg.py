@@ -9,6 +9,7 @@ solve and a solve that did not converge raises :class:`CGConvergenceError`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -38,6 +39,16 @@ def _cg_error(residual, limit):
     )
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _cg_core(loss_fn, params, v, batch, damping, tol, maxiter):
+    def matvec(x):
+        return otu.tree_add_scale(hvp(loss_fn, params, x, batch), damping, x)
+
+    x, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=maxiter)
+    residual = otu.tree_norm(otu.tree_sub(matvec(x), v)) / (otu.tree_norm(v) + 1e-30)
+    return x, residual
+
+
 def cg(
     loss_fn: LossFn,
     params: Any,
@@ -51,11 +62,6 @@ def cg(
 ) -> CGResult:
     """Solve ``(H + damping I) x = v`` by CG with HVPs on ``batch``; raise if the residual stays above ``max_residual``."""
     check_same_structure(params, v, "params", "v")
-
-    def matvec(x):
-        return otu.tree_add_scale(hvp(loss_fn, params, x, batch), damping, x)
-
-    x, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=maxiter)
-    residual = otu.tree_norm(otu.tree_sub(matvec(x), v)) / (otu.tree_norm(v) + 1e-30)
+    x, residual = _cg_core(loss_fn, params, v, batch, damping, tol, maxiter)
     raise_if(~jnp.isfinite(residual) | (residual > max_residual), _cg_error, residual, jnp.asarray(max_residual))
     return CGResult(x, residual)

@@ -9,6 +9,7 @@ pick a scale under which the Neumann recursion converges.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -24,6 +25,7 @@ class EigenResult(NamedTuple):
     eigenvector: Any
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4))
 def top_eigenvalue(loss_fn: LossFn, params: Any, batch: Any, key: jax.Array, num_iters: int = 20) -> EigenResult:
     """Power iteration for the largest-magnitude eigenvalue of the Hessian of ``loss_fn(., batch)``.
 

@@ -25,6 +25,7 @@ curvature it met and a scale (or damping) that would work.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -96,6 +97,24 @@ def estimate_scale(
     return 1.0 / (safety * jnp.max(jnp.abs(eig)))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _neumann(loss_fn, params, v, stacked, data, scale, damping):
+    """The recursion, vmapped over repeats; returns ``(mean_r s h_T, norms, curvature)``."""
+
+    def one_recursion(batch_seq):
+        def step(h, batch):
+            hh = hvp(loss_fn, params, h, _select(data, batch))
+            h_new = jax.tree.map(lambda vv, hp, hv: vv + (1.0 - damping) * hp - scale * hv, v, h, hh)
+            curvature = otu.tree_vdot(h, hh) / (otu.tree_vdot(h, h) + 1e-30)
+            return h_new, (otu.tree_norm(h_new), curvature)
+
+        h, (norms, curvature) = jax.lax.scan(step, v, batch_seq)
+        return h, norms, curvature
+
+    h, norms, curvature = jax.vmap(one_recursion)(stacked)
+    return jax.tree.map(lambda x: scale * jnp.mean(x, axis=0), h), norms, curvature
+
+
 def lissa(
     loss_fn: LossFn,
     params: Any,
@@ -149,18 +168,7 @@ def lissa(
         scale = estimate_scale(loss_fn, params, jax.tree.map(lambda a: a[0], stacked), data=data, key=key)
     scale = jnp.asarray(scale, dtype=jnp.result_type(*jax.tree.leaves(v)))
 
-    def one_recursion(batch_seq):
-        def step(h, batch):
-            hh = hvp(loss_fn, params, h, _select(data, batch))
-            h_new = jax.tree.map(lambda vv, hp, hv: vv + (1.0 - damping) * hp - scale * hv, v, h, hh)
-            curvature = otu.tree_vdot(h, hh) / (otu.tree_vdot(h, h) + 1e-30)
-            return h_new, (otu.tree_norm(h_new), curvature)
-
-        h, (norms, curvature) = jax.lax.scan(step, v, batch_seq)
-        return h, norms, curvature
-
-    h, norms, curvature = jax.vmap(one_recursion)(stacked)
-    ihvp = jax.tree.map(lambda x: scale * jnp.mean(x, axis=0), h)
+    ihvp, norms, curvature = _neumann(loss_fn, params, v, stacked, data, scale, float(damping))
     if check:
         bound = 2.0 * (depth + 1) * otu.tree_norm(v)
         last = jnp.max(norms[:, -1])
