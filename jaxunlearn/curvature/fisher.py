@@ -26,6 +26,8 @@ instead of ``vmap(grad)``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -41,15 +43,20 @@ ESTIMATORS = ("empirical", "batch_squared", "true")
 SampleFn = Callable[[Any, Any, jax.Array], Any]
 
 
-def sample_categorical_labels(logits_fn: Callable[[Any, Any], jax.Array]) -> SampleFn:
-    """A ``sample_fn`` for classifiers: replaces ``y`` in ``(x, y)`` by draws from ``softmax(logits_fn(params, x))``."""
+@dataclasses.dataclass(frozen=True)
+class sample_categorical_labels:  # noqa: N801 -- used like a function: sample_fn=sample_categorical_labels(f)
+    """A ``sample_fn`` for classifiers: replaces ``y`` in ``(x, y, ...)`` by draws from ``softmax(logits_fn(params, x))``.
 
-    def sample_fn(params, batch, key):
+    A frozen dataclass rather than a closure, so equal ``logits_fn`` give equal
+    (hashable) samplers and a jitted :func:`fisher_diagonal` is not recompiled.
+    """
+
+    logits_fn: Callable[[Any, Any], jax.Array]
+
+    def __call__(self, params: Any, batch: Any, key: jax.Array) -> Any:
         x, *_ = batch
-        logits = jax.lax.stop_gradient(logits_fn(params, x))
+        logits = jax.lax.stop_gradient(self.logits_fn(params, x))
         return (x, jax.random.categorical(key, logits, axis=-1), *batch[2:])
-
-    return sample_fn
 
 
 def _squared_sum_fn(loss_fn: LossFn) -> Callable[[Any, Any], Any]:
@@ -81,8 +88,19 @@ def fisher_diagonal(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
-    n = num_examples(data)
+    num_examples(data)
     check_finite(params)
+    if estimator == "true" and (key is None or sample_fn is None):
+        raise ValueError(
+            'estimator="true" draws targets from the model: pass key=jax.random.key(...) and a sample_fn, '
+            "for a classifier sample_fn=curvature.sample_categorical_labels(logits_fn)."
+        )
+    return _fisher(loss_fn, params, data, estimator, batch_size, key, sample_fn)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 6))
+def _fisher(loss_fn, params, data, estimator, batch_size, key, sample_fn):
+    n = num_examples(data)
     if estimator == "batch_squared":
         total = chunked_sum(
             lambda b, _: jax.tree.map(lambda g: g * g, jax.grad(loss_fn)(params, b)), data, batch_size
@@ -90,11 +108,6 @@ def fisher_diagonal(
         return otu.tree_scale(1.0 / num_chunks(n, min(batch_size, n)), total)
     sq_sum = _squared_sum_fn(loss_fn)
     if estimator == "true":
-        if key is None or sample_fn is None:
-            raise ValueError(
-                'estimator="true" draws targets from the model: pass key=jax.random.key(...) and a sample_fn, '
-                "for a classifier sample_fn=curvature.sample_categorical_labels(logits_fn)."
-            )
         total = chunked_sum(
             lambda b, i: sq_sum(params, sample_fn(params, b, jax.random.fold_in(key, i))), data, batch_size
         )
