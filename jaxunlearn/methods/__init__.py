@@ -1,5 +1,25 @@
-"""Unlearning methods, one module each, every one an :class:`Unlearner` (init/update pair)."""
+"""Unlearning methods, one module each, every one an :class:`Unlearner` (init/update pair).
 
+Classifier unlearning: :func:`ssd` / :func:`lfssd` (Selective Synaptic
+Dampening), :func:`lipschitz` (JiT), :func:`influence` (Newton removal), and
+the baselines :func:`retrain`, :func:`finetune`, :func:`neggrad`,
+:func:`neggrad_plus`, :func:`amnesiac`, :func:`bad_teacher`, :func:`scrub`.
+Bayesian: :func:`vi_forgetting`, :func:`mcmc_forgetting` and the
+:func:`importance_sampling` baseline. Generative: :func:`selective_amnesia`.
+"""
+
+from jaxunlearn.methods.amnesiac import amnesiac
+from jaxunlearn.methods.bad_teacher import bad_teacher
 from jaxunlearn.methods.base import Unlearner, unlearn
+from jaxunlearn.methods.finetune import finetune
+from jaxunlearn.methods.influence import influence
+from jaxunlearn.methods.lipschitz import lipschitz
+from jaxunlearn.methods.neggrad import neggrad, neggrad_plus
+from jaxunlearn.methods.retrain import retrain
+from jaxunlearn.methods.scrub import scrub
+from jaxunlearn.methods.ssd import lfssd, ssd
 
-__all__ = ["Unlearner", "unlearn"]
+__all__ = [
+    "Unlearner", "amnesiac", "bad_teacher", "finetune", "influence", "lfssd", "lipschitz", "neggrad",
+    "neggrad_plus", "retrain", "scrub", "ssd", "unlearn",
+]

@@ -1,0 +1,92 @@
+"""Pictures for Selective Amnesia: sample grids before/after and a latent-space map with class centroids.
+
+Every figure is written atomically (a temporary file in the target folder,
+then ``os.replace``), so a reader never sees a half-written PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure_atomic(fig: Any, path: str, dpi: int = 120) -> str:
+    """``fig.savefig`` to a temporary PNG beside ``path``, then ``os.replace``; returns ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def sample_grids(
+    grids: Sequence[np.ndarray], titles: Sequence[str], image_shape: tuple[int, int], path: str
+) -> str:
+    """One panel per grid; grid ``g`` (C, K, D): row ``c`` holds ``K`` samples of class ``c``, each ``D = H*W`` pixels."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4), squeeze=False)
+    h, w = image_shape
+    for ax, g, title in zip(axes[0], grids, titles):
+        g = np.asarray(g)
+        c, k, _ = g.shape
+        tiles = g.reshape(c, k, h, w).transpose(0, 2, 1, 3).reshape(c * h, k * w)
+        ax.imshow(tiles, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_yticks((np.arange(c) + 0.5) * h, [str(i) for i in range(c)])
+        ax.set_xticks([])
+    try:
+        return save_figure_atomic(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def image_strip(images: np.ndarray, image_shape: tuple[int, int], path: str, title: str = "") -> str:
+    """A row of images ``(T, H*W)`` (for latent walks and attack results)."""
+    return sample_grids([np.asarray(images)[None]], [title], image_shape, path)
+
+
+def latent_map(
+    latents: dict[str, np.ndarray], labels: np.ndarray, path: str, *, highlight: Sequence[int] = ()
+) -> str:
+    """Scatter of encoder means ``{name: (N, z)}`` projected to 2-D by one shared PCA (fit on all of them),
+    coloured by class, with each class centroid marked and labelled; ``highlight`` classes are ringed."""
+    plt = _pyplot()
+    stacked = np.concatenate(list(latents.values()))
+    mean = stacked.mean(0)
+    _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
+    basis = vt[:2].T
+    labels = np.asarray(labels)
+    fig, axes = plt.subplots(1, len(latents), figsize=(4.5 * len(latents), 4.2), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (name, z) in zip(axes[0], latents.items()):
+        p = (np.asarray(z) - mean) @ basis
+        for k in np.unique(labels):
+            sel = labels == k
+            ax.scatter(p[sel, 0], p[sel, 1], s=6, alpha=0.4, color=cmap(int(k) % 10))
+            cx, cy = p[sel].mean(0)
+            ring = dict(edgecolors="red", linewidths=2.0) if int(k) in highlight else dict(edgecolors="black")
+            ax.scatter([cx], [cy], s=140, color=cmap(int(k) % 10), marker="o", **ring)
+            ax.annotate(str(int(k)), (cx, cy), ha="center", va="center", fontsize=8, color="white", weight="bold")
+        ax.set_title(f"{name}: encoder means (PCA), centroids", fontsize=9)
+    try:
+        return save_figure_atomic(fig, path)
+    finally:
+        plt.close(fig)

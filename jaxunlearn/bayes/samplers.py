@@ -1,0 +1,196 @@
+"""SG-MCMC samplers of the Bayesian forgetting seeds, built on blackjax's kernels.
+
+Fu et al. 2021 (BIF) and Fu et al. ICLR 2022 sample ``p(theta | S) ∝ exp(-F(theta, S))``
+with ``F_hat(theta, B) = R(theta) + n * mean_B l`` (:mod:`jaxunlearn.bayes.energies`);
+section 1.5 of our reference notes. With ``eta = lr * decay(t)`` (``lr``
+already divided by the training-set size, the originals' ``lr / N``):
+
+* **SGLD**: ``theta <- theta - eta grad F_hat + N(0, 2 eta)``. This *is*
+  blackjax's SGLD kernel (``blackjax.sgld.build_kernel``) at temperature 1
+  with ``step_size = eta`` and the gradient estimator ``-grad F_hat``
+  (``theta + eps grad log p + sqrt(2 T eps) xi``); we call that kernel.
+* **SGHMC** (BIF's version with ``lr_decay``): friction ``a = alpha sqrt(decay)``;
+  on the chain's very first step the velocity is drawn ``v ~ N(0, eta)`` and
+  ``theta += v`` with no gradient; afterwards::
+
+      v <- v - eta grad F_hat - a v + N(0, 2 a eta);     theta <- theta + v
+
+  The momentum persists across steps. blackjax's ``sghmc`` algorithm instead
+  redraws the momentum at every call and integrates ``num_integration_steps``
+  inner steps, and its Euler solver moves the position with the *old*
+  momentum before updating it. So SGHMC here is built on blackjax's SGHMC
+  diffusion (``blackjax.sgmcmc.diffusions.sghmc``) for the momentum update,
+  in its units: with ``eps = sqrt(eta)``, blackjax friction ``a / eps`` and
+  momentum ``p = v / eps`` its update ``p <- (1 - alpha_bj eps) p + eps g + sqrt(2 alpha_bj eps) xi``
+  is exactly the velocity update above; we then apply ``theta += v_new``
+  (semi-implicit order, as the originals) and keep ``v`` in the state.
+
+Step-size schedules (``decay(t)``, ``t`` = steps taken so far): :func:`power_decay`
+``(t + 1)^exponent`` and :func:`step_decay` ``rate^floor(t / every)``.
+The ICLR'22 schedule ``eta_k = (sp / n) k^-0.5005``, ``k = 1, 2, ...`` is ``power_decay(-0.5005)``.
+
+Chains run in ``jax.lax.scan`` (:func:`run_chain`), drawing minibatches from
+the points still in the posterior (:mod:`jaxunlearn.bayes.minibatch`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+from blackjax.sgmcmc import diffusions
+from blackjax.util import generate_gaussian_noise
+
+from jaxunlearn._validation import num_examples
+from jaxunlearn.bayes.minibatch import all_alive, draw_indices, take
+
+__all__ = ["ChainTrace", "SamplerState", "Sampler", "sgld", "sghmc", "power_decay", "step_decay", "constant_decay", "run_chain"]
+
+EnergyFn = Callable[[Any, Any, Any], jax.Array]  # energy_fn(params, batch, n) -> scalar F_hat
+
+
+class SamplerState(NamedTuple):
+    """``position``: the parameters; ``momentum``: SGHMC's velocity ``v`` in the originals' units
+    (``theta += v``; zeros for SGLD); ``count``: int32 steps taken (drives the schedule and SGHMC's first step)."""
+
+    position: Any
+    momentum: Any
+    count: jax.Array
+
+
+class Sampler(NamedTuple):
+    """``init(position) -> SamplerState``; ``step(key, state, minibatch, n, lr, decay=1.0) -> SamplerState``.
+
+    ``n`` is the current number of points in the posterior (the energy's
+    ``n``), ``lr`` the base step size (already divided by the training-set
+    size), ``decay`` the schedule's factor at this step.
+    """
+
+    init: Callable[[Any], SamplerState]
+    step: Callable[..., SamplerState]
+    name: str
+
+
+def _init(position: Any) -> SamplerState:
+    return SamplerState(position, jax.tree.map(jnp.zeros_like, position), jnp.zeros((), jnp.int32))
+
+
+def _neg_grad(energy_fn: EnergyFn, n: Any) -> Callable[[Any, Any], Any]:
+    def grad_logdensity(position, minibatch):
+        return jax.tree.map(jnp.negative, jax.grad(energy_fn)(position, minibatch, n))
+
+    return grad_logdensity
+
+
+def sgld(energy_fn: EnergyFn) -> Sampler:
+    """SGLD ``theta <- theta - eta grad F_hat + N(0, 2 eta)`` with ``eta = lr * decay``, via blackjax's kernel.
+
+    ``energy_fn(params, batch, n) -> scalar`` is ``F_hat`` (for an
+    :class:`~jaxunlearn.bayes.energies.Energy` ``E``, pass ``E.energy``).
+    """
+    kernel = blackjax.sgld.build_kernel()
+
+    def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
+        position = kernel(key, state.position, _neg_grad(energy_fn, n), minibatch, lr * decay, 1.0)
+        return SamplerState(position, state.momentum, state.count + 1)
+
+    return Sampler(_init, step, "sgld")
+
+
+def sghmc(energy_fn: EnergyFn, alpha: float) -> Sampler:
+    """SGHMC of BIF with persistent momentum (module docstring); friction ``alpha * sqrt(decay)``.
+
+    The originals use ``alpha = 0.4`` (BIF) and ``0.9`` (ICLR'22 GMM).
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha (the SGHMC friction) must lie in (0, 1], got {alpha}.")
+
+    def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
+        eta = lr * decay
+        friction = alpha * jnp.sqrt(decay)
+        eps = jnp.sqrt(eta)
+
+        def first(_):
+            v = jax.tree.map(lambda z: eps * z, generate_gaussian_noise(key, state.position))
+            return v
+
+        def regular(_):
+            grad_logdensity = _neg_grad(energy_fn, n)(state.position, minibatch)
+            integrator = diffusions.sghmc(alpha=friction / eps, beta=0.0)
+            p = jax.tree.map(lambda v: v / eps, state.momentum)
+            _, p_new = integrator(key, state.position, p, grad_logdensity, eps, 1.0)
+            return jax.tree.map(lambda q: eps * q, p_new)
+
+        v = jax.lax.cond(state.count == 0, first, regular, None)
+        position = jax.tree.map(jnp.add, state.position, v)
+        return SamplerState(position, v, state.count + 1)
+
+    return Sampler(_init, step, "sghmc")
+
+
+def power_decay(exponent: float) -> Callable[[jax.Array], jax.Array]:
+    """``decay(t) = (t + 1)^exponent`` (the originals' ``lr_decay_exp``; ``-0.15`` BIF GMM, ``-0.5`` BIF BNN)."""
+    return lambda t: (jnp.asarray(t, jnp.float32) + 1.0) ** exponent
+
+
+def step_decay(rate: float, every: int) -> Callable[[jax.Array], jax.Array]:
+    """``decay(t) = rate^floor(t / every)`` (the originals' ``lr_decay_rate`` / ``lr_decay_freq``)."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}.")
+    return lambda t: jnp.asarray(rate, jnp.float32) ** jnp.floor_divide(jnp.asarray(t), every).astype(jnp.float32)
+
+
+def constant_decay() -> Callable[[jax.Array], jax.Array]:
+    """``decay(t) = 1``."""
+    return lambda t: jnp.ones((), jnp.float32)
+
+
+class ChainTrace(NamedTuple):
+    """Per-step records of :func:`run_chain`: ``positions`` (pytree, leading axis ``num_steps``, or ``None``)
+    and ``step_sizes`` ``[num_steps]`` (``eta`` used)."""
+
+    positions: Any
+    step_sizes: jax.Array
+
+
+def run_chain(
+    sampler: Sampler,
+    key: jax.Array,
+    state: SamplerState,
+    data: Any,
+    *,
+    lr: float | jax.Array,
+    num_steps: int,
+    batch_size: int,
+    schedule: Callable[[jax.Array], jax.Array] | None = None,
+    alive: jax.Array | None = None,
+    n: Any = None,
+    record: bool = False,
+) -> tuple[SamplerState, ChainTrace]:
+    """``num_steps`` sampler steps in ``jax.lax.scan`` on minibatches of the alive points of ``data``.
+
+    Step ``t`` (``t = state.count``, so a chain resumes its schedule) uses
+    ``decay = schedule(t)`` (constant 1 when ``schedule`` is ``None``). ``n``
+    defaults to the number of alive points. With ``record`` the trace holds
+    the position after every step (leading axis ``num_steps``).
+    """
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
+    size = num_examples(data, "data")
+    alive = all_alive(data) if alive is None else alive
+    if alive.shape != (size,):
+        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.shape}.")
+    n = jnp.sum(alive) if n is None else n
+    schedule = constant_decay() if schedule is None else schedule
+
+    def body(st, k):
+        k_batch, k_step = jax.random.split(k)
+        batch = take(data, draw_indices(k_batch, alive, batch_size))
+        decay = schedule(st.count)
+        st = sampler.step(k_step, st, batch, n, lr, decay)
+        return st, (st.position if record else None, lr * decay)
+
+    state, (positions, sizes) = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+    return state, ChainTrace(positions, sizes)

@@ -1,0 +1,145 @@
+"""Newton / influence removal on L2-regularised logistic regression against dense solves and the retrained optimum."""
+
+import functools
+import importlib
+
+import chex
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunlearn import curvature
+
+I = importlib.import_module("jaxunlearn.methods.influence")  # the package exports a function of the same name
+
+C = 0.1  # L2 strength on all parameters
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def apply_fn(params, batch):
+    return batch[0] @ params["w"] + params["b"]
+
+
+def output_loss(z, batch):
+    return jnp.mean(jax.nn.softplus(-(2.0 * batch[1] - 1.0) * z))
+
+
+def loss_fn(params, batch):
+    l2 = jnp.sum(params["w"] ** 2) + params["b"] ** 2
+    return output_loss(apply_fn(params, batch), batch) + 0.5 * C * l2
+
+
+def _newton_optimum(params, data, steps=30):
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    f = lambda v: loss_fn(unravel(v), data)  # noqa: E731
+    for _ in range(steps):
+        flat = flat - jnp.linalg.solve(jax.hessian(f)(flat), jax.grad(f)(flat))
+    return unravel(flat)
+
+
+@functools.lru_cache(maxsize=None)
+def _problem():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        n, d = 120, 4
+        x = rng.normal(size=(n, d))
+        y = (x @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.5 * rng.normal(size=n) > 0).astype(np.float64)
+        # forget 12 examples of label 1, the ones pushing hardest on w[0]
+        forget_idx = np.argsort(-x[:, 0] * (y == 1))[:12]
+        keep = np.setdiff1d(np.arange(n), forget_idx)
+        full, forget, retain = (x, y), (x[forget_idx], y[forget_idx]), (x[keep], y[keep])
+        zero = {"w": jnp.zeros(d), "b": jnp.zeros(())}
+        return _newton_optimum(zero, full), _newton_optimum(zero, retain), forget, retain
+
+
+def _flat(tree):
+    return np.asarray(jax.flatten_util.ravel_pytree(tree)[0])
+
+
+def _dense_step(params, forget, retain, damping=0.0):
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    h = np.asarray(jax.hessian(lambda v: loss_fn(unravel(v), retain))(flat))
+    g = np.asarray(jax.grad(lambda v: loss_fn(unravel(v), forget))(flat))
+    n_f, n_r = len(forget[0]), len(retain[0])
+    return _flat(params) + (n_f / n_r) * np.linalg.solve(h + damping * np.eye(len(flat)), g)
+
+
+class InfluenceTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_cg_step_matches_dense_newton_and_lands_near_the_retrained_optimum(self):
+        theta, theta_r, forget, retain = _problem()
+        unlearner = I.influence(loss_fn, damping=0.0)
+        new_params, state = self.variant(unlearner.update)(theta, forget, unlearner.init(theta, retain))
+        np.testing.assert_allclose(_flat(new_params), _dense_step(theta, forget, retain), rtol=1e-7, atol=1e-9)
+        before = np.linalg.norm(_flat(theta) - _flat(theta_r))
+        after = np.linalg.norm(_flat(new_params) - _flat(theta_r))
+        assert before > 0.3  # the removal matters
+        assert after < 0.05 * before
+        assert float(state.residual) < 1e-5 and int(state.num_requests) == 1
+        assert float(state.step_norm) == pytest.approx(np.linalg.norm(_flat(new_params) - _flat(theta)), rel=1e-6)
+
+    def test_variants_agree(self):
+        theta, _, forget, retain = _problem()
+        base = I.influence(loss_fn, damping=0.01)
+        want, _ = base.update(theta, forget, base.init(theta, retain))
+        np.testing.assert_allclose(_flat(want), _dense_step(theta, forget, retain, 0.01), rtol=1e-7, atol=1e-9)
+        # the retain-gradient Newton step equals the forget form at an exact optimum
+        retain_form = I.influence(loss_fn, damping=0.01, gradient="retain")
+        got, _ = retain_form.update(theta, forget, retain_form.init(theta, retain))
+        np.testing.assert_allclose(_flat(got), _flat(want), rtol=1e-6, atol=1e-8)
+        # the Hessian-vector products over chunks of 32 (last one short) equal the one-batch ones
+        chunked = I.influence(loss_fn, damping=0.01, hessian_batch_size=32)
+        got, _ = chunked.update(theta, forget, chunked.init(theta, retain))
+        np.testing.assert_allclose(_flat(got), _flat(want), rtol=1e-8, atol=1e-10)
+        # logistic regression: Gauss-Newton of the data term + C I (the L2 Hessian, given as damping) = Hessian
+        gn = I.influence(loss_fn, damping=0.01 + C, gauss_newton=(apply_fn, output_loss))
+        got, _ = gn.update(theta, forget, gn.init(theta, retain))
+        np.testing.assert_allclose(_flat(got), _flat(want), rtol=1e-7, atol=1e-9)
+        # LiSSA: stochastic minibatch Hessians, close to the exact step
+        lissa = I.influence(loss_fn, solver="lissa", damping=0.01, lissa_depth=300, lissa_batch_size=64)
+        got, state = lissa.update(theta, forget, lissa.init(theta, retain), key=jax.random.key(0))
+        step = _flat(want) - _flat(theta)
+        assert np.linalg.norm(_flat(got) - _flat(want)) < 0.1 * np.linalg.norm(step)
+        assert np.isnan(float(state.residual))
+
+    def test_gauss_newton_loss_hessian_is_the_ggn_product(self):
+        rng = np.random.default_rng(1)
+        params = {"w1": jnp.asarray(rng.normal(size=(3, 4))), "w2": jnp.asarray(rng.normal(size=(4, 2)))}
+        batch = (jnp.asarray(rng.normal(size=(7, 3))), jnp.asarray(rng.integers(0, 2, 7)))
+        v = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape)), params)
+        net = lambda p, b: jnp.tanh(b[0] @ p["w1"]) @ p["w2"]  # noqa: E731
+        ce = lambda out, b: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(out), b[1][:, None], 1))  # noqa: E731
+        got = curvature.hvp(I.gauss_newton_loss(net, ce, params), params, v, batch)
+        chex.assert_trees_all_close(got, curvature.ggn_vp(net, ce, params, v, batch), rtol=1e-10)
+
+    def test_bad_input_is_named(self):
+        theta, _, forget, retain = _problem()
+        unlearner = I.influence(loss_fn)
+        state = unlearner.init(theta, retain)
+        with pytest.raises(ValueError, match="forget_data is empty"):
+            unlearner.update(theta, (forget[0][:0], forget[1][:0]), state)
+        with pytest.raises(FloatingPointError, match="non-finite"):
+            unlearner.update({**theta, "b": jnp.asarray(jnp.nan)}, forget, state)
+        with pytest.raises(TypeError, match="InfluenceState"):
+            unlearner.update(theta, forget, None)
+        with pytest.raises(ValueError, match="key"):
+            lissa = I.influence(loss_fn, solver="lissa")
+            lissa.update(theta, forget, lissa.init(theta, retain))
+        with pytest.raises(ValueError, match="solver"):
+            I.influence(loss_fn, solver="exact")
+        with pytest.raises(ValueError, match="damping"):
+            I.influence(loss_fn, damping=-1.0)
+        with pytest.raises(TypeError, match="gauss_newton"):
+            I.influence(loss_fn, gauss_newton=apply_fn)
+        # an indefinite Hessian breaks CG down: a typed error, not NaN parameters
+        saddle = lambda p, b: p["w"][0] ** 2 - p["w"][1] ** 2 + 0.0 * jnp.sum(b[0])  # noqa: E731
+        bad = I.influence(saddle, damping=0.0, gradient="retain")
+        with pytest.raises(curvature.CGConvergenceError, match="indefinite"):
+            bad.update({"w": jnp.array([1.0, 1.0])}, forget, bad.init({"w": jnp.array([1.0, 1.0])}, retain))

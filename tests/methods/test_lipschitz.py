@@ -1,0 +1,171 @@
+"""JiT (Lipschitz) unlearning against a hand-written loop with the same injected noise."""
+
+import functools
+import importlib
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+L = importlib.import_module("jaxunlearn.methods.lipschitz")  # the package exports a function of the same name
+
+SIGMA, N = 0.3, 3
+
+
+def mlp(params, x):
+    h = jnp.tanh(x.reshape(x.shape[0], -1) @ params["w1"] + params["b1"])
+    return h @ params["w2"]
+
+
+@functools.lru_cache(maxsize=None)
+def _problem(n=10):
+    rng = np.random.default_rng(0)
+    params = {
+        "w1": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32),
+        "b1": jnp.asarray(rng.normal(size=5), jnp.float32),
+        "w2": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32),
+    }
+    x = rng.uniform(-1, 1, size=(n, 2, 3)).astype(np.float32)
+    eps = rng.normal(size=(N, n, 2, 3)).astype(np.float32)
+    return params, x, eps
+
+
+def _reference_loss(params, x, eps):
+    """The original's loss written out: clean forward, N perturbed no-grad forwards, explicit loops."""
+    lo, hi = jnp.min(x), jnp.max(x)
+    out = mlp(params, x)
+    total = 0.0
+    for s in range(eps.shape[0]):
+        x_tilde = jnp.clip(x + SIGMA * eps[s], lo, hi)
+        out_tilde = jax.lax.stop_gradient(mlp(params, x_tilde))
+        for i in range(x.shape[0]):
+            total += jnp.linalg.norm(out[i] - out_tilde[i]) / jnp.linalg.norm((x[i] - x_tilde[i]).ravel())
+    return total / eps.shape[0]
+
+
+_reference_value_and_grad = jax.jit(jax.value_and_grad(_reference_loss))
+
+
+def _reference_update(params, x, eps, batch_size, eta, accumulate):
+    acc = jax.tree.map(jnp.zeros_like, params)
+    losses = []
+    for start in range(0, len(x), batch_size):
+        xb, eb = x[start : start + batch_size], eps[:, start : start + batch_size]
+        loss, grads = _reference_value_and_grad(params, xb, eb)
+        acc = jax.tree.map(jnp.add, acc, grads) if accumulate else grads  # no zero_grad in the original
+        params = jax.tree.map(lambda p, g: p - eta * g, params, acc)
+        losses.append(loss)
+    return params, np.array(losses)
+
+
+class LipschitzTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_loss_matches_loop(self):
+        params, x, eps = _problem()
+        forward = lambda p, xx, k: mlp(p, xx)  # noqa: E731
+        got = self.variant(lambda p, xx, e: L.lipschitz_loss(forward, p, xx, e, sigma=SIGMA))(params, x, eps)
+        assert float(got) == pytest.approx(float(_reference_loss(params, x, eps)), rel=1e-5)
+        chunked = L.lipschitz_loss(forward, params, x, eps, sigma=SIGMA, sample_batch=2)
+        assert float(chunked) == pytest.approx(float(got), rel=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_update_matches_hand_loop_with_and_without_accumulation(self):
+        params, x, eps = _problem()
+        for accumulate in (True, False):
+            unlearner = L.lipschitz(
+                mlp, sigma=SIGMA, eta=0.05, num_samples=N, batch_size=4, accumulate_grads=accumulate, train_mode=False
+            )
+            state = unlearner.init(params)
+            update = self.variant(lambda p, xx, st, e, u=unlearner: u.update(p, xx, st, noise=e))
+            new_params, new_state = update(params, x, state, eps)  # batches of 4, 4, 2
+            want, want_losses = _reference_update(params, x, eps, 4, 0.05, accumulate)
+            chex.assert_trees_all_close(new_params, want, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(new_state.losses, want_losses, rtol=1e-5)
+            assert int(new_state.num_steps) == 3
+            if accumulate:
+                accumulated = want
+        # the two rules really differ from the second batch on
+        assert not np.allclose(accumulated["w2"], want["w2"])
+
+    def test_zero_epochs_and_zero_learning_rate_are_the_identity(self):
+        params, x, eps = _problem()
+        for kwargs in ({"num_epochs": 0}, {"eta": 0.0}):
+            unlearner = L.lipschitz(mlp, num_samples=N, batch_size=5, train_mode=False, **kwargs)
+            new_params, state = unlearner.update(params, (x, np.zeros(len(x), np.int32)), unlearner.init(params),
+                                                 noise=eps)
+            chex.assert_trees_all_equal(new_params, params)
+        assert state.losses.shape == (2,)
+
+    def test_noise_from_key_is_reproducible_and_changes_params(self):
+        params, x, _ = _problem()
+        unlearner = L.lipschitz(mlp, sigma=SIGMA, eta=0.05, num_samples=N, batch_size=5, train_mode=False)
+        a, state_a = unlearner.update(params, x, unlearner.init(params, key=jax.random.key(1)))
+        b, _ = unlearner.update(params, x, unlearner.init(params, key=jax.random.key(1)))
+        c, _ = unlearner.update(params, x, unlearner.init(params, key=jax.random.key(2)))
+        chex.assert_trees_all_equal(a, b)
+        assert not np.allclose(a["w1"], c["w1"]) and not np.allclose(a["w1"], params["w1"])
+        # the state carries a fresh key for the next request
+        assert not np.array_equal(jax.random.key_data(state_a.key), jax.random.key_data(jax.random.key(1)))
+
+    def test_train_mode_gives_each_forward_its_own_randomness(self):
+        params, x, eps = _problem()
+
+        # a stochastic layer: identical keys would cancel in f(x) - f(x~) when x~ = x's neighbour
+        def noisy_apply(p, xx, key):
+            return mlp(p, xx) + jax.random.uniform(key, (xx.shape[0], 3))
+
+        forward = lambda p, xx, k: noisy_apply(p, xx, k)  # noqa: E731
+        key = jax.random.key(3)
+        shared = L.lipschitz_loss(lambda p, xx, k: noisy_apply(p, xx, key), params, x, eps, sigma=SIGMA, key=key)
+        own = L.lipschitz_loss(forward, params, x, eps, sigma=SIGMA, key=key)
+        assert float(shared) == pytest.approx(float(_reference_loss(params, x, eps)), rel=1e-5)
+        assert abs(float(own) - float(shared)) > 1e-3
+        assert float(L.lipschitz_loss(forward, params, x, eps, sigma=SIGMA, key=key)) == float(own)
+
+    def test_flax_dropout_model_through_train_mode_apply(self):
+        class DropNet(nn.Module):
+            rate: float
+
+            @nn.compact
+            def __call__(self, x, train: bool = False):
+                h = nn.relu(nn.Dense(8)(x.reshape(x.shape[0], -1)))
+                return nn.Dense(3)(nn.Dropout(self.rate, deterministic=not train)(h))
+
+        _, x, eps = _problem()
+        module = DropNet(0.5)
+        variables = module.init(jax.random.key(0), x[:1])
+        params = variables["params"]
+        apply = L.train_mode_apply(module, variables)
+        # rate 0.5 in train mode: the output depends on the dropout key
+        assert not np.allclose(apply(params, x, jax.random.key(1)), apply(params, x, jax.random.key(2)))
+        train = L.lipschitz(apply, sigma=SIGMA, eta=0.05, num_samples=N, batch_size=5)
+        new_a, _ = train.update(params, x, train.init(params), key=jax.random.key(5), noise=eps)
+        new_b, _ = train.update(params, x, train.init(params), key=jax.random.key(5), noise=eps)
+        new_c, _ = train.update(params, x, train.init(params), key=jax.random.key(6), noise=eps)
+        chex.assert_trees_all_equal(new_a, new_b)  # reproducible given the key
+        assert not np.allclose(new_a["Dense_0"]["kernel"], new_c["Dense_0"]["kernel"])  # masks follow the key
+        assert not np.allclose(new_a["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+
+    def test_bad_input_is_named(self):
+        params, x, eps = _problem()
+        with pytest.raises(TypeError, match="train_mode_apply"):
+            L.lipschitz(mlp)  # train_mode=True needs apply_fn(params, x, key)
+        unlearner = L.lipschitz(mlp, num_samples=N, train_mode=False)
+        state = unlearner.init(params)
+        with pytest.raises(ValueError, match="PRNG key"):
+            unlearner.update(params, x, state)
+        with pytest.raises(ValueError, match="noise must have shape"):
+            unlearner.update(params, x, state, noise=eps[:, :4])
+        with pytest.raises(ValueError, match="forget_data is empty"):
+            unlearner.update(params, x[:0], state, noise=eps[:, :0])
+        with pytest.raises(FloatingPointError, match="non-finite"):
+            unlearner.update({**params, "b1": params["b1"].at[0].set(jnp.inf)}, x, state, noise=eps)
+        with pytest.raises(TypeError, match="LipschitzState"):
+            unlearner.update(params, x, None, noise=eps)
+        with pytest.raises(ValueError, match="sigma"):
+            L.lipschitz(mlp, sigma=0.0, train_mode=False)
+        with pytest.raises(ValueError, match="num_samples"):
+            L.lipschitz(mlp, num_samples=0, train_mode=False)

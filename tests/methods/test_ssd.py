@@ -1,0 +1,196 @@
+"""SSD / LFSSD: hand-computed dampening, importances against brute-force loops, untouched unselected params."""
+
+import functools
+import importlib
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+S = importlib.import_module("jaxunlearn.methods.ssd")  # the package exports a function of the same name
+
+
+class BNNet(nn.Module):
+    """Dense -> BatchNorm -> relu -> Dense: every trainable kind SSD must touch."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = nn.Dense(8)(x)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
+        return nn.Dense(3)(nn.relu(h))
+
+
+@functools.lru_cache(maxsize=None)
+def _ssd(loss_fn, alpha, batch_size):  # shared across tests, so are its compilations
+    return S.ssd(loss_fn, alpha=alpha, lambda_=1.0, batch_size=batch_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _problem(seed=0, n=64):
+    rng = np.random.default_rng(seed)
+    y = np.sort(rng.integers(0, 3, size=n)).astype(np.int32)  # class-sorted, like SSD's full-train loader
+    x = (rng.normal(size=(n, 4)) + y[:, None]).astype(np.float32)
+    model = BNNet()
+    variables = jax.jit(model.init)(jax.random.key(seed), x[:2])
+    # non-trivial running statistics, held fixed in eval mode
+    variables = {
+        "params": variables["params"],
+        "batch_stats": jax.tree.map(lambda a: a + 0.3, variables["batch_stats"]),
+    }
+    rest = {"batch_stats": variables["batch_stats"]}
+
+    def logits_fn(params, xb):
+        return model.apply({"params": params, **rest}, xb, train=False)
+
+    def loss_fn(params, batch):
+        xb, yb = batch
+        logp = jax.nn.log_softmax(logits_fn(params, xb))
+        return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+    return variables["params"], (x, y), logits_fn, loss_fn
+
+
+def _batch_importance_loop(loss_fn, params, data, batch_size, transform):
+    """(1/M) sum_j transform(grad L(B_j)) with a plain Python loop over consecutive batches."""
+    n = len(data[0])
+    grad_fn = jax.jit(jax.grad(loss_fn))
+    grads = [
+        jax.tree.map(transform, grad_fn(params, (data[0][i : i + batch_size], data[1][i : i + batch_size])))
+        for i in range(0, n, batch_size)
+    ]
+    return jax.tree.map(lambda *g: np.mean(np.stack(g), axis=0), *grads)
+
+
+class DampenTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_hand_computed_rules(self):
+        params = {"a": jnp.array([1.0, 2.0, 3.0, 4.0]), "b": jnp.array([[-5.0]])}
+        i_f = {"a": jnp.array([0.0, 5.0, 30.0, 2.0]), "b": jnp.array([[1.0]])}
+        i_d = {"a": jnp.array([1.0, 1.0, 2.0, 0.0]), "b": jnp.array([[0.05]])}
+
+        def run(rule, alpha, lam):
+            fn = self.variant(lambda p, f, d: S.dampen(p, f, d, alpha=alpha, lambda_=lam, rule=rule))
+            new, mask = fn(params, i_f, i_d)
+            return np.asarray(new["a"]), np.asarray(new["b"]), np.asarray(mask["a"])
+
+        # selected where I_f > 10 I_D: positions 2 (30 > 20), 3 (2 > 0), b (1 > 0.5)
+        a, b, m = run("dampen", 10.0, 1.0)
+        np.testing.assert_array_equal(m, [False, False, True, True])
+        np.testing.assert_allclose(a, [1.0, 2.0, 3.0 * 2.0 / 30.0, 0.0], rtol=1e-6)
+        np.testing.assert_allclose(b, [[-5.0 * 0.05]], rtol=1e-6)
+        # lambda = 20: min(20 * 2 / 30, 1) = 1 keeps position 2; b: min(20 * 0.05 / 1, 1) = 1
+        a, b, _ = run("dampen", 10.0, 20.0)
+        np.testing.assert_allclose(a, [1.0, 2.0, 3.0, 0.0])
+        np.testing.assert_allclose(b, [[-5.0]])
+        # prune: zero where I_f > I_D
+        a, b, _ = run("prune", 10.0, 1.0)
+        np.testing.assert_allclose(a, [1.0, 0.0, 0.0, 0.0])
+        np.testing.assert_allclose(b, [[0.0]])
+        # binary, lambda = 6: zero where I_f > 6 I_D: 5 > 6 no, 30 > 12 yes, 2 > 0 yes, 1 > 0.3 yes
+        a, b, _ = run("binary", 10.0, 6.0)
+        np.testing.assert_allclose(a, [1.0, 2.0, 0.0, 0.0])
+        np.testing.assert_allclose(b, [[0.0]])
+
+    def test_equal_importances_select_nothing_strictly(self):
+        params = {"a": jnp.array([1.0, 2.0])}
+        imp = {"a": jnp.array([0.0, 3.0])}
+        new, mask = S.dampen(params, imp, imp, alpha=1.0)
+        assert not np.any(np.asarray(mask["a"]))
+        np.testing.assert_array_equal(new["a"], params["a"])
+
+
+class SSDTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_update_matches_bruteforce_and_leaves_unselected_params_untouched(self):
+        params, full, logits_fn, loss_fn = _problem()
+        forget = (full[0][:16], full[1][:16])  # the first examples of the class-sorted data
+        unlearner = _ssd(loss_fn, 2.0, 16)
+        state = unlearner.init(params, full)
+        new_params, new_state = self.variant(unlearner.update)(params, forget, state)
+
+        square = lambda g: np.asarray(g) ** 2  # noqa: E731
+        i_d = _batch_importance_loop(loss_fn, params, full, 16, square)
+        i_f = _batch_importance_loop(loss_fn, params, forget, 16, square)
+        chex.assert_trees_all_close(state.full_importance, i_d, rtol=1e-4, atol=1e-10)
+        chex.assert_trees_all_close(new_state.forget_importance, i_f, rtol=1e-4, atol=1e-10)
+        # batch-norm scale and bias are part of the importances and of the dampening
+        assert set(state.full_importance["BatchNorm_0"]) == {"scale", "bias"}
+
+        selected = 0
+        for p, new, f, d in zip(*(jax.tree.leaves(t) for t in (params, new_params, i_f, i_d))):
+            p, new = np.asarray(p), np.asarray(new)
+            mask = f > 2.0 * d
+            selected += mask.sum()
+            np.testing.assert_array_equal(new[~mask], p[~mask])  # bit-for-bit untouched
+            want = np.minimum(d[mask] / f[mask], 1.0) * p[mask]
+            np.testing.assert_allclose(new[mask], want, rtol=1e-4, atol=1e-7)
+        total = sum(np.size(p) for p in jax.tree.leaves(params))
+        assert 0 < selected < total
+        assert int(new_state.num_selected) == selected
+        assert float(new_state.selected_fraction) == pytest.approx(selected / total)
+        assert int(new_state.num_requests) == 1
+        # I_D is computed once and carried to the next request unchanged
+        chex.assert_trees_all_equal(new_state.full_importance, state.full_importance)
+
+    def test_empirical_estimator_matches_per_example_loop(self):
+        params, full, _, loss_fn = _problem()
+        state = S.ssd(loss_fn, estimator="empirical", batch_size=32).init(params, full)
+        grad_fn = jax.jit(jax.grad(loss_fn))
+        grads = [grad_fn(params, (full[0][i : i + 1], full[1][i : i + 1])) for i in range(len(full[0]))]
+        want = jax.tree.map(lambda *g: np.mean(np.stack(g) ** 2, axis=0), *grads)
+        chex.assert_trees_all_close(state.full_importance, want, rtol=1e-4, atol=1e-10)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_lfssd_uses_abs_grad_of_squared_logit_norm(self):
+        params, full, logits_fn, _ = _problem()
+        forget = full[0][:16]  # inputs only: label-free
+        unlearner = S.lfssd(logits_fn, alpha=1.5, batch_size=16)
+        state = unlearner.init(params, full)
+
+        def lf_loss(p, batch):
+            return jnp.mean(jnp.sum(logits_fn(p, batch[0]) ** 2, axis=1))
+
+        absolute = lambda g: np.abs(np.asarray(g))  # noqa: E731
+        want_d = _batch_importance_loop(lf_loss, params, full, 16, absolute)
+        chex.assert_trees_all_close(state.full_importance, want_d, rtol=1e-4, atol=1e-10)
+        new_params, new_state = self.variant(unlearner.update)(params, forget, state)
+        want_f = _batch_importance_loop(lf_loss, params, (forget, forget), 16, absolute)
+        chex.assert_trees_all_close(new_state.forget_importance, want_f, rtol=1e-4, atol=1e-10)
+        for p, new, f, d in zip(*(jax.tree.leaves(t) for t in (params, new_params, want_f, want_d))):
+            mask = f > 1.5 * d
+            np.testing.assert_array_equal(np.asarray(new)[~mask], np.asarray(p)[~mask])
+
+    def test_forgetting_the_full_data_selects_nothing(self):
+        # I_f = I_D (same data, same batches): I_f > 2 I_D never holds
+        params, full, _, loss_fn = _problem()
+        unlearner = _ssd(loss_fn, 2.0, 16)
+        new_params, state = unlearner.update(params, full, unlearner.init(params, full))
+        assert int(state.num_selected) == 0
+        chex.assert_trees_all_equal(new_params, params)
+
+    def test_bad_input_is_named(self):
+        params, full, logits_fn, loss_fn = _problem()
+        unlearner = _ssd(loss_fn, 2.0, 16)
+        state = unlearner.init(params, full)
+        with pytest.raises(ValueError, match="forget_data is empty"):
+            unlearner.update(params, (full[0][:0], full[1][:0]), state)
+        with pytest.raises(ValueError, match="state.full_importance"):
+            unlearner.update(params, full, state._replace(full_importance={"other": jnp.zeros(3)}))
+        bad = jax.tree.map(lambda a: a.at[(0,) * a.ndim].set(jnp.nan), params)
+        with pytest.raises(FloatingPointError, match="non-finite"):
+            unlearner.update(bad, full, state)
+        with pytest.raises(TypeError, match="SSDState"):
+            unlearner.update(params, full, None)
+        with pytest.raises(ValueError, match="alpha"):
+            S.ssd(loss_fn, alpha=-1.0)
+        with pytest.raises(ValueError, match="rule"):
+            S.ssd(loss_fn, rule="zero")
+        with pytest.raises(ValueError, match="estimator"):
+            S.ssd(loss_fn, estimator="kfac")
+        with pytest.raises(ValueError, match="sample_fn"):
+            S.ssd(loss_fn, estimator="true")
+        with pytest.raises(ValueError, match="estimator"):
+            S.lfssd(logits_fn, estimator="true")
