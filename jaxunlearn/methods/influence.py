@@ -215,6 +215,7 @@ def influence(
         num_examples(forget_data, "forget_data")
         num_examples(retain, "retain_data")
         check_finite(params)
+        forget_data, retain = jax.tree.map(jnp.asarray, (forget_data, retain))  # host numpy -> device arrays
         v = direction(params, forget_data, retain)
         check_same_structure(params, v, "params", "gradient")
         step, residual = inverse_hvp(params, v, retain, key)

@@ -60,8 +60,11 @@ def train_classifier(
     if eval_data is not None:
         eval_xy = as_xy(eval_data, "eval_data")
 
+        def eval_logits(variables, x):  # one function for every epoch: accuracy compiles once
+            return model_logits_fn(module, variables)(variables["params"], x)
+
         def eval_fn(p, s):
-            return {"eval_accuracy": accuracy(model_logits_fn(module, {"params": p, **s}), p, eval_xy)}
+            return {"eval_accuracy": accuracy(eval_logits, {"params": p, **s}, eval_xy)}
 
     state = init_train_state(params, optimizer, model_state)
     state, history = fit(

@@ -69,7 +69,7 @@ def test_lenet_padding_chosen_for_small_inputs_only():
 
 
 def test_resnet_batch_stats_change_only_in_train_mode():
-    module, variables = _model("resnet18", (8, 8, 3), num_classes=5, stage_widths=(4, 4, 8, 8))
+    module, variables = _model("resnet18", (8, 8, 3), num_classes=5, stage_widths=(4, 4, 8, 8), blocks=(1, 1, 1, 1))
     assert set(variables) == {"params", "batch_stats"}
     params, state = M.split_variables(variables)
     x = jax.random.normal(jax.random.key(2), (4, 8, 8, 3))
