@@ -101,21 +101,26 @@ def _gauss_kl(p, q) -> float:
     return float(jnp.sum(jnp.log(sq / sp) + (sp**2 + (p["m"] - q["m"]) ** 2) / (2 * sq**2) - 0.5))
 
 
-def run_vi(x, rm, alive_r, cfg, seed):
+def make_vi(x, cfg):
+    """Jitted training and forgetting functions, built once per method (compiled once for all seeds)."""
     energy = bayes.vgmm_energy(prior_std=1.0)
+    train = jax.jit(lambda p, k, alive: bayes.fit_vi(energy, p, x, optimizer=optax.sgd(cfg["lr"]),
+                                                      num_steps=cfg["steps"], batch_size=cfg["batch"], key=k,
+                                                      alive=alive).params)
+    forgetter = vi_forgetting(energy, scaling0=cfg["scaling0"], iter_T=cfg["iter_T"], batch_size=cfg["batch"],
+                              bbp_T=1)
+    return train, forgetter, jax.jit(forgetter.update)
+
+
+def run_vi(x, rm, alive_r, cfg, seed, fns):
+    train, forgetter, update = fns
     key = jax.random.key(seed)
     k_init, k_o, k_t, k_f = jax.random.split(key, 4)
     init_idx = np.random.default_rng(seed).choice(np.flatnonzero(np.asarray(alive_r)), K, replace=False)
     init = {"m": x[init_idx], "rho": jnp.full((K, 2), np.log(np.expm1(0.05)), jnp.float32)}
-    train = jax.jit(lambda p, k, alive: bayes.fit_vi(energy, p, x, optimizer=optax.sgd(cfg["lr"]),
-                                                      num_steps=cfg["steps"], batch_size=cfg["batch"], key=k,
-                                                      alive=alive).params)
     origin = train(init, k_o, jnp.ones(x.shape[0], bool))
     train(init, k_f, alive_r)  # compile
     target, t_retrain = _timed(train, init, k_t, alive_r)
-    forgetter = vi_forgetting(energy, scaling0=cfg["scaling0"], iter_T=cfg["iter_T"], batch_size=cfg["batch"],
-                              bbp_T=1)
-    update = jax.jit(forgetter.update)
     chunks = [jnp.asarray(c, jnp.int32) for c in np.asarray(rm).reshape(-1, cfg["rm_bs"])]
     state = forgetter.init(origin, x, key=k_f)
     update(origin, chunks[0], state)  # compile
@@ -134,49 +139,57 @@ def run_vi(x, rm, alive_r, cfg, seed):
     return out
 
 
-def run_mcmc(kind, x, rm, alive_r, cfg, seed, num_samples, is_steps):
+def make_mcmc(kind, x, cfg, num_samples, is_steps):
+    """Jitted chain, draw and forgetting functions, built once per method (compiled once for all seeds)."""
     energy = bayes.gmm_energy(prior_std=1.0)
     sampler = bayes.sgld(energy.energy) if kind == "sgld" else bayes.sghmc(energy.energy, alpha=cfg["alpha"])
     schedule = bayes.power_decay(cfg["decay"])
-    key = jax.random.key(seed)
-    k_o, k_t, k_f, k_s, k_w = jax.random.split(key, 5)
-    init_idx = np.random.default_rng(seed).choice(np.flatnonzero(np.asarray(alive_r)), K, replace=False)
-    init = sampler.init(x[init_idx])
     train = jax.jit(lambda st, k, alive: bayes.run_chain(sampler, k, st, x, lr=cfg["lr"], num_steps=cfg["steps"],
                                                           batch_size=cfg["batch"], schedule=schedule,
                                                           alive=alive)[0])
-    origin = train(init, k_o, jnp.ones(x.shape[0], bool))
-    train(init, k_w, alive_r)  # compile
-    target, t_retrain = _timed(train, init, k_t, alive_r)
-    decay = float(schedule(origin.count))  # the sampler continues at its final step size
 
     @jax.jit
-    def draw(st, k, alive):  # consecutive chain states for the KL estimate and the centre estimate
+    def draw(st, k, alive, decay):  # consecutive chain states for the KL estimate and the centre estimate
         return bayes.run_chain(sampler, k, st, x, lr=cfg["lr"], num_steps=num_samples, batch_size=cfg["batch"],
-                               schedule=lambda t: jnp.asarray(decay, jnp.float32), alive=alive,
-                               record=True)[1].positions
+                               schedule=lambda t: decay, alive=alive, record=True)[1].positions
 
-    chunks = [jnp.asarray(c, jnp.int32) for c in np.asarray(rm).reshape(-1, cfg["rm_bs"])]
-    results, times = {}, {"retrain": t_retrain}
-    runs = {
+    methods = {
         "processed": mcmc_forgetting(energy, sampler, scaling0=cfg["scaling0"], iter_T=cfg["iter_T"],
                                      samp_T=cfg["samp_T"], batch_size=cfg["batch"], rescale_step_size=False),
         "importance": importance_sampling(sampler, num_steps=is_steps, batch_size=cfg["batch"],
                                           rescale_step_size=False),
     }
+    updates = {name: jax.jit(m.update) for name, m in methods.items()}
+    return sampler, schedule, train, draw, methods, updates
+
+
+def run_mcmc(x, rm, alive_r, cfg, seed, num_samples, fns):
+    sampler, schedule, train, draw, runs, updates = fns
+    key = jax.random.key(seed)
+    k_o, k_t, k_f, k_s, k_w = jax.random.split(key, 5)
+    init_idx = np.random.default_rng(seed).choice(np.flatnonzero(np.asarray(alive_r)), K, replace=False)
+    init = sampler.init(x[init_idx])
+    origin = train(init, k_o, jnp.ones(x.shape[0], bool))
+    train(init, k_w, alive_r)  # compile
+    target, t_retrain = _timed(train, init, k_t, alive_r)
+    decay = schedule(origin.count)  # the sampler continues at its final step size
+
+    chunks = [jnp.asarray(c, jnp.int32) for c in np.asarray(rm).reshape(-1, cfg["rm_bs"])]
+    results, times = {}, {"retrain": t_retrain}
     final = {}
     for name, method in runs.items():
         state = method.init(origin.position, x, key=k_f, lr=cfg["lr"], decay=decay, sampler_state=origin)
-        update = jax.jit(method.update)
+        update = updates[name]
         update(origin.position, chunks[0], state)  # compile
         (_, state), t = _timed(_forget_all, update, origin.position, state, chunks)
         final[name], times["forget" if name == "processed" else name] = state.sampler, t
-    target_samples = draw(target, k_s, alive_r)
+    target_samples = draw(target, k_s, alive_r, decay)
+    target_again = draw(target, k_w, alive_r, decay)  # an independent stretch: the estimator's floor
     target_centres = np.asarray(target_samples.mean(0))
     chains = {"origin": (origin, jnp.ones(x.shape[0], bool)), "processed": (final["processed"], alive_r),
               "importance": (final["importance"], alive_r), "target": (target, alive_r)}
     for name, (st, alive) in chains.items():
-        samples = target_samples if name == "target" else draw(st, k_s, alive)
+        samples = target_again if name == "target" else draw(st, k_s, alive, decay)
         perm, dist = _match(np.asarray(samples.mean(0)), target_centres)
         aligned = samples[:, jnp.asarray(perm)]
         loglik = jax.vmap(lambda m, pts: -jnp.mean(gmm.gmm_neg_log_likelihood(m, pts)), in_axes=(0, None))
@@ -204,8 +217,8 @@ def _plot(method, x, alive_r, res, path):
              "importance": ("^", "tab:purple")}
     for name, (marker, colour) in style.items():
         if name in res:
-            ax.scatter(*res[name]["centres"].T, marker=marker, c=colour, s=90, label=name,
-                       facecolors="none" if marker == "o" else None)
+            colours = {"facecolors": "none", "edgecolors": colour} if marker in "o^" else {"c": colour}
+            ax.scatter(*res[name]["centres"].T, marker=marker, s=90, label=name, **colours)
     ax.set_title(f"GMM forgetting, {method.upper()}: cluster centres")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
@@ -219,11 +232,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="larger chunks, shorter recursions, 2 seeds")
     parser.add_argument("--methods", nargs="+", default=["vi", "sgld", "sghmc"], choices=["vi", "sgld", "sghmc"])
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 2)")
-    parser.add_argument("--samples", type=int, default=None, help="chain states per KL estimate (100; quick 50)")
+    parser.add_argument("--samples", type=int, default=None, help="chain states per KL estimate (100)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     seeds = args.seeds or (2 if args.quick else 5)
-    num_samples = args.samples or (50 if args.quick else 100)
+    num_samples = args.samples or 100
     data = make_gmm2d()
     x = jnp.asarray(data.dataset.x)
     summary: dict[str, Any] = {}
@@ -235,9 +248,11 @@ def main(argv=None):
             rm = gmm2d_removal_indices(data.dataset, seed=seed)
             alive_r = jnp.ones(x.shape[0], bool).at[jnp.asarray(rm)].set(False)
             if method == "vi":
-                res = run_vi(x, rm, alive_r, cfg, seed)
+                fns = fns if seed else make_vi(x, cfg)
+                res = run_vi(x, rm, alive_r, cfg, seed, fns)
             else:
-                res = run_mcmc(method, x, rm, alive_r, cfg, seed, num_samples, steps_per_chunk)
+                fns = fns if seed else make_mcmc(method, x, cfg, num_samples, steps_per_chunk)
+                res = run_mcmc(x, rm, alive_r, cfg, seed, num_samples, fns)
             rows.append(res)
             if seed == 0:
                 _plot(method, x, alive_r, res, os.path.join(args.out, f"gmm_{method}.png"))

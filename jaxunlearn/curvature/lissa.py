@@ -77,7 +77,7 @@ def _divergence_error(scale, damping, last_norm, bound, curvature):
 
 
 def _select(data: Any, batch: Any) -> Any:
-    return batch if data is None else jax.tree.map(lambda a: a[batch], data)
+    return batch if data is None else jax.tree.map(lambda a: jnp.asarray(a)[batch], data)
 
 
 def estimate_scale(

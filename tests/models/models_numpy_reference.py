@@ -110,7 +110,8 @@ def resnet18(sd, x, train=False, new_stats=None):
     h = conv2d(x, sd["conv1.0.weight"], padding=1)
     h = relu(batch_norm(h, sd, "conv1.1", train, new_stats=new_stats))
     for stage, stride in zip(range(2, 6), (1, 2, 2, 2)):
-        for b in range(2):
+        blocks = {k.split(".")[1] for k in sd if k.startswith(f"conv{stage}_x.")}
+        for b in range(len(blocks)):
             h = basic_block(sd, h, f"conv{stage}_x.{b}", stride if b == 0 else 1, train, new_stats)
     h = h.mean(axis=(2, 3))
     return linear(h, sd, "fc")

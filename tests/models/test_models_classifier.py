@@ -61,7 +61,7 @@ def test_cross_entropy_rejects_bad_labels():
 
 
 def test_training_loss_uses_batch_statistics_and_returns_new_state():
-    module, variables = _model("resnet18", (8, 8, 3), stage_widths=(2, 2, 4, 4), seed=1)
+    module, variables = _model("resnet18", (8, 8, 3), stage_widths=(2, 2, 4, 4), blocks=(1, 1, 1, 1), seed=1)
     params, state = M.split_variables(variables)
     x = jax.random.normal(jax.random.key(2), (4, 8, 8, 3))
     y = jnp.array([1, 0, 3, 4])

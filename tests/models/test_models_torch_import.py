@@ -56,12 +56,14 @@ def test_small_cnn_import_matches_numpy():
     assert full["fc1.weight"].torch_shape == (384, 5 * 5 * 64)
 
 
-def test_resnet_import_matches_numpy_eval_and_train():
-    module = M.ResNet18(num_classes=7, stage_widths=(4, 8, 8, 16))
+@pytest.mark.parametrize("blocks", [(2, 2, 2, 2), (1, 2, 1, 1)])
+def test_resnet_import_matches_numpy_eval_and_train(blocks):
+    module = M.ResNet18(num_classes=7, stage_widths=(4, 8, 8, 16), blocks=blocks)
     sd, variables = _imported(module, (8, 8, 3))
     assert "conv1.0.weight" in sd and "conv1.1.running_var" in sd
     assert "conv2_x.0.residual_function.3.weight" in sd and "conv2_x.0.shortcut.0.weight" not in sd
     assert "conv3_x.0.shortcut.1.running_mean" in sd and "conv3_x.1.shortcut.0.weight" not in sd
+    assert ("conv2_x.1.residual_function.0.weight" in sd) == (blocks[0] == 2)
     x, x_nchw = _images((8, 8, 3), batch=4)
     np.testing.assert_allclose(module.apply(variables, x, train=False), ref.resnet18(sd, x_nchw), rtol=RTOL, atol=ATOL)
     # train mode: batch statistics, and the running statistics move by momentum 0.1

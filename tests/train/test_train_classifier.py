@@ -62,10 +62,10 @@ def test_train_mode_updates_batch_stats_like_flax():
 
 def test_many_seed_classifiers(digits):
     train, _ = digits
-    small = (train.x[:96], train.y[:96])
+    small = (train.x[:64], train.y[:64])
     module, _ = create("mlp", num_classes=10, input_shape=(8, 8, 1), key=jax.random.key(0), hidden=(16,))
     stacked, hist = train_classifier_many_seeds(module, small, jax.random.split(jax.random.key(0), 2),
-                                                optimizer=optax.sgd(0.1), num_epochs=1, batch_size=32, progress=False)
+                                                optimizer=optax.sgd(0.1), num_epochs=1, batch_size=64, progress=False)
     leaves = jax.tree.leaves(stacked["params"])
     assert all(leaf.shape[0] == 2 for leaf in leaves) and hist["loss"].shape == (2, 1)
     assert not np.allclose(leaves[0][0], leaves[0][1])
