@@ -31,7 +31,8 @@ from jaxunlearn.models.vit import ViT
 
 __all__ = [
     "MODELS", "MLP", "LeNet", "SmallCNN", "BasicBlock", "ResNet18", "VGG", "VGG11_CFG", "ViT",
-    "abstract_variables", "apply_model", "build", "classifier_loss", "create", "export_torch_state_dict", "load_torch_state_dict",
+    "abstract_variables", "apply_model", "build", "classifier_loss", "create", "export_torch_state_dict",
+    "load_torch_state_dict",
     "logits_fn", "per_example_cross_entropy", "read_npz", "split_variables", "torch_import", "torch_names",
     "training_loss",
 ]

@@ -36,7 +36,9 @@ def check_images(x: jax.Array, model: str) -> None:
 def check_spatial(x: jax.Array, model: str, where: str, hint: str) -> None:
     """Raise ``ValueError`` when the feature map ``x`` ([B, H, W, C]) has shrunk to nothing."""
     if min(x.shape[1:3]) < 1:
-        raise ValueError(f"{model}: the input is too small, the feature map {where} has spatial size {x.shape[1:3]}. {hint}")
+        raise ValueError(
+            f"{model}: the input is too small, the feature map {where} has spatial size {x.shape[1:3]}. {hint}"
+        )
 
 
 def flatten_chw(x: jax.Array) -> jax.Array:

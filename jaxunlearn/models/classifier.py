@@ -52,7 +52,9 @@ def per_example_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array
             f"got {jnp.shape(labels)}. Pass integer class indices, not one-hot vectors."
         )
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"labels must be integer class indices; got dtype {jnp.result_type(labels)}. Use labels.astype(int).")
+        raise TypeError(
+            f"labels must be integer class indices; got dtype {jnp.result_type(labels)}. Use labels.astype(int)."
+        )
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
@@ -119,6 +121,8 @@ def create(
     """
     module = build(name, num_classes=num_classes, input_shape=input_shape, **kwargs)
     shape = _check_input_shape(name, input_shape)
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"key must be a PRNG key such as jax.random.key(0); got {type(key).__name__}.")
     try:
         hash(module)
     except TypeError:  # an unhashable attribute (a list): no compile cache
@@ -149,7 +153,13 @@ def abstract_variables(module: nn.Module, input_shape: Sequence[int]) -> dict:
 
 
 def apply_model(
-    module: nn.Module, params: Any, model_state: dict, x: jax.Array, *, train: bool = False, key: jax.Array | None = None
+    module: nn.Module,
+    params: Any,
+    model_state: dict,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    key: jax.Array | None = None,
 ) -> tuple[jax.Array, dict]:
     """Pure forward pass: ``(logits [B, C], new_model_state)``.
 

@@ -36,7 +36,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if x.ndim < 2:
-            raise ValueError(f"MLP expects a batch x of shape [B, ...]; got shape {x.shape}. Use x[None] for one example.")
+            raise ValueError(
+                f"MLP expects a batch x of shape [B, ...]; got shape {x.shape}. Use x[None] for one example."
+            )
         x = flatten_chw(x)
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(width, kernel_init=torch_kernel_init, name=f"linear{i + 1}")(x))

@@ -113,7 +113,9 @@ def torch_names(module: nn.Module, variables: Any) -> dict[str, TorchParam]:
         if "kernel" in leaves:
             k = leaves["kernel"]
             if len(k.shape) == 2:
-                names[base + ".weight"] = TorchParam("params", path + ("kernel",), "linear_weight", (k.shape[1], k.shape[0]))
+                names[base + ".weight"] = TorchParam(
+                    "params", path + ("kernel",), "linear_weight", (k.shape[1], k.shape[0])
+                )
             elif len(k.shape) == 4:
                 names[base + ".weight"] = TorchParam(
                     "params", path + ("kernel",), "conv_weight", (k.shape[3], k.shape[2], k.shape[0], k.shape[1])
@@ -127,7 +129,9 @@ def torch_names(module: nn.Module, variables: Any) -> dict[str, TorchParam]:
             names[base + ".bias"] = TorchParam("params", path + ("bias",), "copy", tuple(leaves["bias"].shape))
             for torch_key, ours in (("running_mean", "mean"), ("running_var", "var")):
                 if path + (ours,) not in stats:
-                    raise ValueError(f"variables lack batch_stats for {'/'.join(path)}; pass the variables from create().")
+                    raise ValueError(
+                        f"variables lack batch_stats for {'/'.join(path)}; pass the variables from create()."
+                    )
                 names[f"{base}.{torch_key}"] = TorchParam(
                     "batch_stats", path + (ours,), "copy", tuple(stats[path + (ours,)].shape)
                 )
@@ -184,7 +188,9 @@ def load_torch_state_dict(
     """
     names = torch_names(module, variables)
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping from PyTorch key names to arrays; got {type(state_dict).__name__}.")
+        raise TypeError(
+            f"state_dict must be a mapping from PyTorch key names to arrays; got {type(state_dict).__name__}."
+        )
     sd = dict(state_dict)
     if sd and all(k.startswith("module.") for k in sd) and not any(k.startswith("module.") for k in names):
         sd = {k[len("module."):]: v for k, v in sd.items()}
@@ -218,7 +224,9 @@ def export_torch_state_dict(module: nn.Module, variables: Any) -> dict[str, np.n
     """The inverse of :func:`load_torch_state_dict`: PyTorch key -> numpy array in PyTorch layout."""
     names = torch_names(module, variables)
     flat = {c: traverse_util.flatten_dict(flax.core.unfreeze(variables[c])) for c in variables}
-    return {k: np.ascontiguousarray(_to_torch(d.kind, np.asarray(flat[d.collection][d.path]))) for k, d in names.items()}
+    return {
+        k: np.ascontiguousarray(_to_torch(d.kind, np.asarray(flat[d.collection][d.path]))) for k, d in names.items()
+    }
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -99,7 +99,9 @@ def test_layerwise_fisher_fast_path_matches_generic(name, shape, kwargs):
 def _fast_path_layers(name, shape, **kwargs):
     module = M.build(name, num_classes=5, input_shape=shape, **kwargs)
     abstract = M.abstract_variables(module, shape)
-    concrete_state = {c: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), v) for c, v in abstract.items() if c != "params"}
+    concrete_state = {
+        c: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), v) for c, v in abstract.items() if c != "params"
+    }
     loss = M.classifier_loss(module, {"params": abstract["params"], **concrete_state})
     covered = loss._layers(abstract["params"], jax.ShapeDtypeStruct((1,) + shape, jnp.float32))
     return {"/".join(path): kind for path, (kind, _, _) in covered.items()}

@@ -134,6 +134,8 @@ def test_create_rejects_bad_arguments():
         M.create("mlp", num_classes=10, input_shape=(0,), key=KEY)
     with pytest.raises(TypeError, match="input_shape"):
         M.create("mlp", num_classes=10, input_shape=7, key=KEY)
+    with pytest.raises(TypeError, match="PRNG key"):
+        M.create("mlp", num_classes=10, input_shape=(4,), key=0)
     with pytest.raises(ValueError, match="NHWC"):
         M.abstract_variables(M.LeNet(), (32, 32))
     with pytest.raises(ValueError, match="'params'"):
