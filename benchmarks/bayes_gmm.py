@@ -9,7 +9,15 @@ method; for the samplers also the importance-sampling baseline (the same
 number of further sampler steps per chunk as forgetting takes, with no
 influence correction: what continued sampling alone achieves).
 
-Metrics against the target: cluster-centre distance (mean Euclidean distance
+VI training: the originals' plain SGD (``--vi-optimizer sgd``: lr 2/2000, batch
+64, 2000 steps) stops short of the optimum (minibatch noise on the
+``n``-scaled gradient); an influence step assumes an optimum, and from those
+fits the processed centres move only about 40 % of the way to the target.
+The default trains to convergence (Adam, cosine decay to zero, batch 512,
+3000 steps), where VI forgetting lands on the target.
+
+The "target" row compares a second, independently seeded retraining with the
+first: the run-to-run floor of each metric. Metrics against the target: cluster-centre distance (mean Euclidean distance
 after matching clusters), KL to the target (exact Gaussian KL between the
 variational posteriors for VI; the 1-NN estimator of
 :func:`jaxunlearn.metrics.knn_kl_divergence` on ``--samples`` consecutive
@@ -48,12 +56,16 @@ from jaxunlearn.models import gmm
 K = 4
 # the originals' settings (section 1.6: BIF GMM table)
 FULL = {
-    "vi": dict(lr=2 / 2000, steps=2000, batch=64, scaling0=1.0, iter_T=32, rm_bs=4),
+    "vi": dict(lr=2 / 2000, steps=2000, batch=64, scaling0=1.0, iter_T=32, rm_bs=4, optimizer="adam"),
     "sgld": dict(lr=4 / 2000, decay=-0.15, steps=2000, batch=64, scaling0=1.0, iter_T=32, samp_T=5, rm_bs=4),
     "sghmc": dict(lr=2 / 2000, decay=-0.15, alpha=0.4, steps=2000, batch=64, scaling0=1.0, iter_T=32, samp_T=5,
                   rm_bs=4),
 }
-QUICK = {"rm_bs": 40, "iter_T": 16, "samp_T": 2}
+QUICK = {  # VI's recursion is cheap, so it keeps smaller chunks; the samplers' steps dominate their cost
+    "vi": {"rm_bs": 8},
+    "sgld": {"rm_bs": 40, "iter_T": 16, "samp_T": 2},
+    "sghmc": {"rm_bs": 40, "iter_T": 16, "samp_T": 2},
+}
 
 
 def _atomic_savefig(fig, path: str) -> None:
@@ -62,6 +74,7 @@ def _atomic_savefig(fig, path: str) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -73,6 +86,7 @@ def _atomic_write_text(text: str, path: str) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -104,9 +118,12 @@ def _gauss_kl(p, q) -> float:
 def make_vi(x, cfg):
     """Jitted training and forgetting functions, built once per method (compiled once for all seeds)."""
     energy = bayes.vgmm_energy(prior_std=1.0)
-    train = jax.jit(lambda p, k, alive: bayes.fit_vi(energy, p, x, optimizer=optax.sgd(cfg["lr"]),
-                                                      num_steps=cfg["steps"], batch_size=cfg["batch"], key=k,
-                                                      alive=alive).params)
+    if cfg["optimizer"] == "sgd":  # the originals: plain SGD, lr 2/2000, batch 64, 2000 steps
+        optimizer, steps, batch = optax.sgd(cfg["lr"]), cfg["steps"], cfg["batch"]
+    else:  # converged fits: Adam with a cosine decay to zero, larger batches
+        optimizer, steps, batch = optax.adam(optax.cosine_decay_schedule(1e-2, 3000)), 3000, 512
+    train = jax.jit(lambda p, k, alive: bayes.fit_vi(energy, p, x, optimizer=optimizer, num_steps=steps,
+                                                      batch_size=batch, key=k, alive=alive).params)
     forgetter = vi_forgetting(energy, scaling0=cfg["scaling0"], iter_T=cfg["iter_T"], batch_size=cfg["batch"],
                               bbp_T=1)
     return train, forgetter, jax.jit(forgetter.update)
@@ -121,13 +138,14 @@ def run_vi(x, rm, alive_r, cfg, seed, fns):
     origin = train(init, k_o, jnp.ones(x.shape[0], bool))
     train(init, k_f, alive_r)  # compile
     target, t_retrain = _timed(train, init, k_t, alive_r)
+    target_again = train(init, k_init, alive_r)  # a second retraining: the run-to-run floor
     chunks = [jnp.asarray(c, jnp.int32) for c in np.asarray(rm).reshape(-1, cfg["rm_bs"])]
     state = forgetter.init(origin, x, key=k_f)
     update(origin, chunks[0], state)  # compile
     (processed, _), t_forget = _timed(_forget_all, update, origin, state, chunks)
     alive_f = ~alive_r
     out = {}
-    for name, p in (("origin", origin), ("processed", processed), ("target", target)):
+    for name, p in (("origin", origin), ("processed", processed), ("target", target_again)):
         perm, dist = _match(np.asarray(p["m"]), np.asarray(target["m"]))
         aligned = jax.tree.map(lambda a: a[jnp.asarray(perm)], p)
         out[name] = {
@@ -231,6 +249,8 @@ def main(argv=None):
     parser.add_argument("--out", default="results/")
     parser.add_argument("--quick", action="store_true", help="larger chunks, shorter recursions, 2 seeds")
     parser.add_argument("--methods", nargs="+", default=["vi", "sgld", "sghmc"], choices=["vi", "sgld", "sghmc"])
+    parser.add_argument("--vi-optimizer", choices=["adam", "sgd"], default="adam",
+                        help="VI training: 'sgd' = the originals' (stops short of the optimum), 'adam' = converged")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 2)")
     parser.add_argument("--samples", type=int, default=None, help="chain states per KL estimate (100)")
     args = parser.parse_args(argv)
@@ -241,7 +261,9 @@ def main(argv=None):
     x = jnp.asarray(data.dataset.x)
     summary: dict[str, Any] = {}
     for method in args.methods:
-        cfg = dict(FULL[method], **(QUICK if args.quick else {}))
+        cfg = dict(FULL[method], **(QUICK[method] if args.quick else {}))
+        if method == "vi":
+            cfg["optimizer"] = args.vi_optimizer
         steps_per_chunk = cfg.get("samp_T", 1) * (1 + cfg["iter_T"])
         rows = []
         for seed in range(seeds):

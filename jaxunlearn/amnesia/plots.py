@@ -30,6 +30,7 @@ def save_figure_atomic(fig: Any, path: str, dpi: int = 120) -> str:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

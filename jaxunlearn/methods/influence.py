@@ -164,7 +164,8 @@ def influence(
     ):
         raise TypeError("gauss_newton must be a pair (apply_fn, loss_on_outputs) of callables, or None.")
 
-    def init(params: Any, retain_data: Any) -> InfluenceState:
+    def init(params: Any, retain_data: Any, *, key: Any = None) -> InfluenceState:
+        del key  # deterministic; accepted so every Unlearner.init takes the same arguments
         num_examples(retain_data, "retain_data")
         check_finite(params)
         nan = jnp.asarray(jnp.nan, jnp.float32)

@@ -90,7 +90,7 @@ class LipschitzState(NamedTuple):
 
 
 def train_mode_apply(module: Any, variables: dict, *, rng_collection: str = "dropout") -> Callable:
-    """``apply(params, x, key) -> logits``: a flax linen module in train mode (``train=True``), dropout keyed by ``key``.
+    """``apply(params, x, key) -> logits``: a flax linen module in train mode, dropout keyed by ``key``.
 
     Non-``params`` collections of ``variables`` are held fixed; batch norm uses the
     batch statistics and its running-statistics update is discarded (methods
@@ -111,7 +111,9 @@ def train_mode_apply(module: Any, variables: dict, *, rng_collection: str = "dro
 def _inputs(data: Any) -> jax.Array:
     x = data[0] if isinstance(data, (tuple, list)) else data
     if not hasattr(x, "shape"):
-        raise TypeError(f"forget_data must be an input array x [n, ...] or a tuple (x, y, ...); got {type(x).__name__}.")
+        raise TypeError(
+            f"forget_data must be an input array x [n, ...] or a tuple (x, y, ...); got {type(x).__name__}."
+        )
     return jnp.asarray(x)
 
 
@@ -212,11 +214,12 @@ def lipschitz(
       ``noise`` given and ``train_mode=False`` no key is needed.
     """
     for name, value, positive in (("sigma", sigma, True), ("eta", eta, False)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
-            positive and value == 0
-        ):
-            raise ValueError(f"{name} must be a finite {'positive' if positive else 'non-negative'} number, got {value!r}.")
-    for name, value, least in (("num_samples", num_samples, 1), ("batch_size", batch_size, 1), ("num_epochs", num_epochs, 0)):
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if not number or value < 0 or (positive and value == 0):
+            kind = "positive" if positive else "non-negative"
+            raise ValueError(f"{name} must be a finite {kind} number, got {value!r}.")
+    integers = (("num_samples", num_samples, 1), ("batch_size", batch_size, 1), ("num_epochs", num_epochs, 0))
+    for name, value, least in integers:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
     if sample_batch is not None and (not isinstance(sample_batch, int) or sample_batch < 1):

@@ -31,7 +31,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from jaxunlearn.methods.base import Unlearner

@@ -73,8 +73,8 @@ def split_accuracies(
     """Accuracies on the four parts of a ``jaxunlearn.data.ForgetSplit``.
 
     Returns ``{"retain_train", "forget_train", "retain_test", "forget_test"}`` as
-    floats; a part with no examples (for example ``forget_test`` in random
-    forgetting) gives ``nan``.
+    floats; a part that is ``None`` or has no examples (for example ``forget_test``
+    in random forgetting) gives ``nan``.
     """
     missing = [name for name in SPLIT_PARTS if not hasattr(split, name)]
     if missing:
@@ -85,8 +85,7 @@ def split_accuracies(
     out = {}
     for name in SPLIT_PARTS:
         part = getattr(split, name)
-        x, _ = as_xy(part, f"split.{name}")
-        if len(x) == 0:
+        if part is None or len(as_xy(part, f"split.{name}")[0]) == 0:
             out[name] = math.nan
         else:
             out[name] = float(

@@ -25,6 +25,7 @@ blocks of features sized so a tile holds about ``2^24`` differences. A duplicate
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -38,7 +39,9 @@ def flatten_samples(samples: Any, name: str = "samples") -> jax.Array:
     and concatenated leaf by leaf (for example a parameter pytree with a leading sample axis)."""
     leaves = jax.tree.leaves(samples)
     if not leaves:
-        raise ValueError(f"{name} holds no arrays; pass an array [n, d] or a pytree of arrays with a leading sample axis.")
+        raise ValueError(
+            f"{name} holds no arrays; pass an array [n, d] or a pytree of arrays with a leading sample axis."
+        )
     sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
         raise ValueError(f"every leaf of {name} needs the same leading sample axis; got leading sizes {sizes}.")
@@ -69,6 +72,14 @@ def _squared_distances(rows: jax.Array, reference: jax.Array) -> jax.Array:
     return total
 
 
+@functools.partial(jax.jit, static_argnames="exclude_self")
+def _nearest_block(rows: jax.Array, index: jax.Array, reference: jax.Array, exclude_self: bool) -> jax.Array:
+    d2 = _squared_distances(rows, reference)
+    if exclude_self:
+        d2 = jnp.where(index[:, None] == jnp.arange(reference.shape[0])[None, :], jnp.inf, d2)
+    return jnp.sqrt(jnp.min(d2, axis=1))
+
+
 def nearest_neighbour_distances(
     queries: jax.Array, reference: jax.Array, *, exclude_self: bool = False, chunk_size: int = 1024
 ) -> jax.Array:
@@ -77,15 +88,12 @@ def nearest_neighbour_distances(
     With ``exclude_self=True`` the reference must be the queries themselves and
     ``j = i`` is skipped (the k+1 query of the original estimator).
     """
-
-    def block(args):
-        rows, index = args
-        d2 = _squared_distances(rows, reference)
-        if exclude_self:
-            d2 = jnp.where(index[:, None] == jnp.arange(reference.shape[0])[None, :], jnp.inf, d2)
-        return jnp.sqrt(jnp.min(d2, axis=1))
-
-    return chunked_apply(block, (queries, jnp.arange(queries.shape[0])), chunk_size, "queries")
+    return chunked_apply(
+        lambda args: _nearest_block(args[0], args[1], reference, exclude_self),
+        (queries, jnp.arange(queries.shape[0])),
+        chunk_size,
+        "queries",
+    )
 
 
 def knn_kl_divergence(p_samples: Any, q_samples: Any, *, chunk_size: int = 1024) -> jax.Array:

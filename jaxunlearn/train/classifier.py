@@ -96,7 +96,10 @@ def train_classifier_many_seeds(
     def init_variables(k):
         return module.init(k, x[:1], train=False)
 
-    _, model_state = split_variables(init_variables(jax.random.split(keys[0])[0]))
+    first_key = jax.random.split(keys[0])[0]
+    shapes = jax.eval_shape(init_variables, first_key)
+    # the non-parameter collections (batch-norm statistics) start equal for every seed
+    model_state = split_variables(jax.jit(init_variables)(first_key))[1] if len(shapes) > 1 else {}
     state, history = train_many_seeds(
         training_loss(module), optimizer, lambda k: init_variables(k)["params"], (x, y), keys,
         batch_size=batch_size, num_epochs=num_epochs, model_state=model_state, progress=progress,
@@ -130,10 +133,22 @@ def batched_logits(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any
     """``logits_fn(params, x)`` for all ``N`` inputs, computed ``batch_size`` at a time; [N, C].
 
     Full chunks run in ``lax.map``; a final short chunk is evaluated once with its true
-    size (no padding). Jittable; peak memory is that of one chunk.
+    size (no padding). Jittable; peak memory is that of one chunk; compiled once per
+    ``logits_fn`` object and shape.
     """
     n = num_examples(x, "x")
     batch_size = min(check_positive_int(batch_size, "batch_size"), n)
+    try:
+        return _batched_logits(logits_fn, params, x, batch_size)
+    except TypeError as err:
+        if "hash" not in str(err):
+            raise
+        return _batched_logits.__wrapped__(logits_fn, params, x, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("logits_fn", "batch_size"))
+def _batched_logits(logits_fn, params, x, batch_size):
+    n = x.shape[0]
     full, rest = divmod(n, batch_size)
     head = x[: full * batch_size].reshape((full, batch_size) + x.shape[1:])
     out = jax.lax.map(lambda chunk: logits_fn(params, chunk), head)

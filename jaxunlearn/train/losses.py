@@ -14,7 +14,6 @@ and ``0 log 0 = 0``. The SCRUB distillation loss (Kurmanji et al., NeurIPS 2023,
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 KL_REDUCTIONS = ("batchmean", "mean", "sum")
 

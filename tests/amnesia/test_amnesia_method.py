@@ -153,23 +153,18 @@ def test_unlearner_forgets_sequentially_and_keeps_theta_star():
         un.init(params)
 
 
-def test_huge_lambda_pins_params_and_projection_variants_run():
+def test_projection_variants_run_and_bad_config_raises():
     module, params = tiny()
     fisher = jax.tree.map(jnp.ones_like, params)
-    pinned = selective_amnesia(module, lmbda=1e6, num_steps=10, batch_size=8, optimizer=optax.sgd(1e-7),
-                               progress=False)
-    free = selective_amnesia(module, lmbda=0.0, num_steps=10, batch_size=8, optimizer=optax.sgd(1e-7),
-                             progress=False)
     key = jax.random.key(1)
-    pp, _ = pinned.update(params, 0, pinned.init(params, key=key, fisher=fisher))
-    pf, _ = free.update(params, 0, free.init(params, key=key, fisher=fisher))
-    moved = lambda p: float(optax.tree_utils.tree_norm(jax.tree.map(jnp.subtract, p, params)))
-    assert moved(pp) < moved(pf)  # sgd 1e-7 x 1e6 x F: EWC keeps theta near theta* (no Adam rescaling)
     for variant in ("symmetric_projection", "alternating_projection"):
         un = selective_amnesia(module, num_steps=4, batch_size=8, variant=variant, progress=False)
-        _, st = un.update(params, 2, un.init(params, key=key, fisher=fisher))
+        p, st = un.update(params, 2, un.init(params, key=key, fisher=fisher))
         assert np.all(np.isfinite(st.log.cosine)) and np.all(np.abs(st.log.cosine) <= 1.0 + 1e-5)
+        assert np.all(np.isfinite(st.log.grad_norm)) and not np.allclose(p["fc6"]["bias"], params["fc6"]["bias"])
     with pytest.raises(ValueError, match="variant"):
         selective_amnesia(module, variant="pcgrad")
+    with pytest.raises(ValueError, match="lmbda"):
+        selective_amnesia(module, lmbda=-1.0)
     with pytest.raises(ValueError, match="fisher"):
-        free.init(params, key=key, fisher={"wrong": jnp.zeros(2)})
+        un.init(params, key=key, fisher={"wrong": jnp.zeros(2)})

@@ -4,7 +4,6 @@ import math
 from typing import NamedTuple
 
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -38,7 +37,7 @@ class AccuracyTest(chex.TestCase):
     def test_matches_numpy_loop(self):
         params, x, y = _problem()
         for reduction in ("sample", "batch_mean"):
-            for batch_size in (8, 53, 100):
+            for batch_size in (8, 100):
                 fn = self.variant(
                     lambda p, xx, yy, r=reduction, b=batch_size: metrics.accuracy(
                         linear_logits, p, (xx, yy), batch_size=b, reduction=r

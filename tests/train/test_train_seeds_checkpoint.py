@@ -32,10 +32,10 @@ def loss(p, batch):
 def test_vmapped_seeds_equal_sequential_runs():
     opt = optax.sgd(0.1, momentum=0.9)
     lifted = params_only(loss)
-    keys = jax.random.split(jax.random.key(11), 3)
+    keys = jax.random.split(jax.random.key(11), 2)
     state, hist = train_many_seeds(lifted, opt, init_fn, (X, Y), keys, batch_size=8, num_epochs=2, progress=False)
-    assert hist["loss"].shape == (3, 2) and hist["step_loss"].shape == (3, 2, 4)
-    for s in range(3):
+    assert hist["loss"].shape == (2, 2) and hist["step_loss"].shape == (2, 2, 4)
+    for s in range(2):
         init_key, train_key = jax.random.split(keys[s])
         one, one_hist = fit(lifted, opt, init_train_state(init_fn(init_key), opt), (X, Y),
                             batch_size=8, num_epochs=2, key=train_key, progress=False)
