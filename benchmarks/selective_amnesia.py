@@ -23,7 +23,7 @@ prints the floor under both judges for whichever digit is forgotten.
 Defaults (the full run) use the original's forgetting settings: lambda 100,
 gamma 1, Adam 1e-4, batch 256, 10 000 steps, 50 000 Fisher samples.
 ``--quick`` (about two minutes on a laptop CPU) scales them down: 2 000
-Fisher samples, 600 forgetting steps (400 per sequential request) at Adam
+Fisher samples, 400 forgetting steps (250 per sequential request) at Adam
 1e-3, and shorter CVAE/classifier training and attacks; the table headers say
 which settings ran. On MNIST (``--dataset mnist``, prepared tfds data in
 ``--data-dir``) the models have the original sizes (784-512-256-z8).
@@ -61,7 +61,7 @@ SETTINGS = {
                         fisher=50_000, forget_steps=10_000, forget_lr=1e-4, seq_steps=10_000,
                         attack_steps=500, attack_restarts=256, eval_samples=1000),
     "digits-quick": dict(cvae_steps=1_000, cvae_lr=2e-3, clf_steps=1_500, clf_lr=2e-3, clf_decay=750,
-                         fisher=2_000, forget_steps=600, forget_lr=1e-3, seq_steps=400,
+                         fisher=2_000, forget_steps=400, forget_lr=1e-3, seq_steps=250,
                          attack_steps=200, attack_restarts=64, eval_samples=300),
     "mnist-full": dict(cvae_steps=100_000, cvae_lr=1e-4, clf_steps=18_760, clf_lr=1e-4, clf_decay=4_690,
                        fisher=50_000, forget_steps=10_000, forget_lr=1e-4, seq_steps=10_000,

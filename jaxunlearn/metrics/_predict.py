@@ -13,12 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn._validation import check_finite, num_examples
+from jaxunlearn.train.classifier import batched_logits
 
 LogitsFn = Callable[[Any, Any], jax.Array]
 
 
 def as_xy(data: Any, name: str = "data") -> tuple[Any, Any]:
-    """``(x, y)`` from a ``jaxunlearn.data.Dataset`` (anything with ``.x`` and ``.y``) or an ``(x, y)`` pair."""
+    """``(x, y)`` from a ``Dataset`` or a pair, without converting or validating ``y``.
+
+    Unlike :func:`jaxunlearn.train.inputs.as_xy` this accepts ``y = None``:
+    the entropy attack and the distances need inputs only.
+    """
     if hasattr(data, "x") and hasattr(data, "y"):
         return data.x, data.y
     if isinstance(data, (tuple, list)) and len(data) >= 2:
@@ -55,8 +60,7 @@ def chunked_apply(fn: Callable[[Any], Any], x: Any, batch_size: int, name: str =
 def predict_logits(logits_fn: LogitsFn, params: Any, x: Any, *, batch_size: int = 1024) -> jax.Array:
     """``logits_fn(params, x)`` for all ``N`` examples of ``x``, chunked; shape ``[N, C]``."""
     check_finite(params)
-    fn = jax.jit(logits_fn)  # jit caches on logits_fn itself, so repeated calls compile once
-    return chunked_apply(lambda xb: fn(params, xb), x, batch_size)
+    return batched_logits(logits_fn, params, x, check_batch_size(batch_size))
 
 
 def predict_probs(logits_fn: LogitsFn, params: Any, x: Any, *, batch_size: int = 1024) -> jax.Array:

@@ -85,7 +85,7 @@ def split_accuracies(
     out = {}
     for name in SPLIT_PARTS:
         part = getattr(split, name)
-        if part is None or len(as_xy(part, f"split.{name}")[0]) == 0:
+        if part is None or len(part.x if hasattr(part, "x") else part[0]) == 0:
             out[name] = math.nan
         else:
             out[name] = float(

@@ -1,17 +1,18 @@
 """Checkpoints: any pytree as flax msgpack bytes, written atomically.
 
-``save_checkpoint`` writes to a temporary file in the destination folder,
-flushes and fsyncs it, then ``os.replace``s it over ``path``: a reader sees
-either the old file or the complete new one, never a partial write.
+``save_checkpoint`` writes through :func:`jaxunlearn.io.atomic_write_bytes`
+(temporary file, fsync, ``os.replace``): a reader sees either the old file or
+the complete new one, never a partial write.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from flax import serialization
+
+from jaxunlearn.io import atomic_write_bytes
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> str:
@@ -20,22 +21,7 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> str:
     Parent folders are created. Arrays are stored with their dtype and shape
     (``flax.serialization.to_bytes``; NamedTuples such as optax states are supported).
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    payload = serialization.to_bytes(tree)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".msgpack", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write_bytes(path, serialization.to_bytes(tree))
 
 
 def load_checkpoint(path: str | os.PathLike, target: Any = None) -> Any:

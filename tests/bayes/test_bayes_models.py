@@ -130,10 +130,11 @@ class BayesianLayerTest(chex.TestCase):
         with pytest.raises(ValueError, match="variational"):
             bayesian.kl_divergence({"kernel": jnp.ones(2)}, sp)
 
-    def test_lenet_shapes_and_point_variant(self):
+    def test_network_shapes_and_point_variant(self):
+        # the variational convolution is checked above; here the architectures and the point variant
         x = jnp.zeros((2, 8, 8, 1))
-        for variational in (True, False):
-            net = bayesian.BayesLeNet(10, variational=variational, padding="SAME")
+        for net, layer, leaf in ((bayesian.BayesLeNet(10, variational=False, padding="SAME"), "PointConv_0", "kernel"),
+                                 (bayesian.BayesMLP(10, hidden=(16,)), "MeanFieldDense_0", "kernel_rho")):
 
             @jax.jit
             def init_and_apply(key):
@@ -142,4 +143,4 @@ class BayesianLayerTest(chex.TestCase):
 
             params, out = init_and_apply(jax.random.key(0))
             assert out.shape == (2, 10)
-            assert ("kernel_rho" in params["MeanFieldConv_0"]) if variational else ("kernel" in params["PointConv_0"])
+            assert leaf in params[layer]

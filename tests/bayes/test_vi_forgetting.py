@@ -9,7 +9,6 @@ import pytest
 from _bayes_helpers import exact_posterior, float64, gaussian_vi_energy
 from jaxunlearn import bayes, curvature
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
-from jaxunlearn.models import gmm
 
 
 def _flat(tree):
@@ -107,4 +106,3 @@ def test_fit_vi_reaches_the_conjugate_posterior():
     np.testing.assert_allclose(res.params["mu"], mean, atol=0.01)
     np.testing.assert_allclose(np.exp(res.params["rho"]), std, rtol=0.02)
     assert res.losses.shape == (1500,) and float(res.losses[-1]) < float(res.losses[0])
-    _ = gmm  # the mixture's energies are covered in test_bayes_models
