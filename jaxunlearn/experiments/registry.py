@@ -78,27 +78,28 @@ def _finetune(ctx):
 
 
 def _neggrad(ctx):
-    return MethodSpec(methods.neggrad(_loss(ctx), optax.sgd(0.01), num_epochs=1, batch_size=ctx.batch_size), "retain")
+    opt = torch_sgd(0.01, momentum=0.9, weight_decay=5e-4)
+    return MethodSpec(methods.neggrad(_loss(ctx), opt, num_epochs=2, batch_size=ctx.batch_size), "retain")
 
 
 def _neggrad_plus(ctx):
-    opt = optax.sgd(0.02)
-    return MethodSpec(methods.neggrad_plus(_loss(ctx), opt, beta=0.9, num_epochs=3, batch_size=ctx.batch_size), "retain")
+    opt = optax.sgd(0.05)
+    return MethodSpec(methods.neggrad_plus(_loss(ctx), opt, beta=0.8, num_epochs=1, batch_size=ctx.batch_size), "retain")
 
 
 def _amnesiac(ctx):
-    opt = optax.adam(ctx.learning_rate)
+    opt = optax.adam(3 * ctx.learning_rate)
     spec = methods.amnesiac(_loss(ctx), opt, num_classes=ctx.num_classes, num_epochs=3, batch_size=128)
     return MethodSpec(spec, "retain")
 
 
 def _bad_teacher(ctx):
-    opt = optax.adam(ctx.learning_rate)
-    return MethodSpec(methods.bad_teacher(_logits(ctx), _init_fn(ctx), opt, num_epochs=1, batch_size=256), "retain")
+    opt = optax.adam(3 * ctx.learning_rate)
+    return MethodSpec(methods.bad_teacher(_logits(ctx), _init_fn(ctx), opt, num_epochs=3, batch_size=256), "retain")
 
 
 def _scrub(ctx):
-    opt = optax.chain(optax.clip_by_global_norm(1.0), torch_sgd(5e-3, momentum=0.9, weight_decay=5e-4))
+    opt = torch_sgd(0.05, momentum=0.9, weight_decay=5e-4, clip_norm=1.0)
     return MethodSpec(methods.scrub(_logits(ctx), opt, alpha=0.001, gamma=0.99, batch_size=ctx.batch_size), "retain")
 
 
@@ -127,11 +128,11 @@ ALL_METHODS = ("original", "retrain", *BUILDERS)
 
 NOTES = {
     "finetune": "5 epochs SGD 0.02, momentum 0.9, wd 5e-4 (as the SSD reference)",
-    "neggrad": "gradient ascent on the forget set, 1 epoch SGD 0.01",
-    "neggrad+": "0.9 x retain descent - 0.1 x forget ascent, 3 epochs SGD 0.02",
-    "amnesiac": "random labels, 3 epochs Adam at the training lr, batch 128",
-    "bad_teacher": "KL to random/original teachers, 30% retain, 1 epoch Adam at the training lr",
-    "scrub": "SCRUB full-class defaults (alpha 0.001, gamma 0.99, 3 epochs, msteps 2), SGD 5e-3 (reference 5e-4 for CIFAR)",
+    "neggrad": "gradient ascent on the forget set, 2 epochs SGD 0.01, momentum 0.9 (no reference default)",
+    "neggrad+": "0.8 x retain descent - 0.2 x forget ascent, 1 epoch SGD 0.05",
+    "amnesiac": "random labels, 3 epochs, batch 128, Adam 3e-3 (reference 1e-4 is a few tiny steps on digits)",
+    "bad_teacher": "KL to random/original teachers, 30% retain, batch 256, 3 epochs Adam 3e-3 (reference 1 epoch 1e-4)",
+    "scrub": "full-class defaults (alpha 0.001, gamma 0.99, 3 epochs, msteps 2, clip 1), SGD 0.05 (reference 5e-4)",
     "influence": "one Newton step on the Gauss-Newton matrix (the Hessian is indefinite), CG, damping 1e-2",
     "ssd": "lambda 1, alpha 10, batch-squared importances over the class-sorted full-train order",
     "lfssd": "label-free SSD, lambda 1, alpha 10",

@@ -76,7 +76,7 @@ def plot_comparison(summaries: Sequence[dict[str, Any]], path: str, title: str =
     bars(axes[0], "acc_forget_train", "forget train", "tab:red", -0.2, 0.4)
     bars(axes[0], "acc_retain_test", "retain test", "tab:blue", 0.2, 0.4)
     axes[0].set_xlabel("accuracy")
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
     bars(axes[1], "mia", "MIA", "tab:purple")
     axes[1].set_xlabel("membership attack on forget set (lower = forgotten)")
     bars(axes[2], "js_to_retrain", "JS", "tab:green")
