@@ -34,10 +34,8 @@ Usage: ``python benchmarks/selective_amnesia.py --quick [--out results/selective
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 import jax
@@ -50,6 +48,7 @@ from jaxunlearn.amnesia import (
     random_latent_attack, score_samples, train_cvae, train_sa_classifier,
 )
 from jaxunlearn.amnesia import plots
+from jaxunlearn.io import atomic_write_json
 from jaxunlearn.methods.selective_amnesia import selective_amnesia
 from jaxunlearn.models.cvae import create_cvae, encode, flatten_images, one_hot, sample
 from jaxunlearn.models.sa_classifier import create_sa_classifier, sa_log_probs_fn
@@ -84,20 +83,6 @@ def load(dataset: str, data_dir: str | None):
         train = load_mnist("train", preset="vae", data_dir=data_dir)
         test = load_mnist("test", preset="vae", data_dir=data_dir)
     return np.asarray(train.x), np.asarray(train.y), np.asarray(test.x), np.asarray(test.y)
-
-
-def write_json_atomic(obj, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=lambda o: np.asarray(o).tolist())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def table(rows, header):
@@ -304,7 +289,7 @@ def main(argv=None) -> dict:
         "time_s": {"fisher": t_fisher, "forget": t_forget, "total": time.time() - t_start},
         "pngs": pngs,
     }
-    write_json_atomic(results, os.path.join(out, "results.json"))
+    atomic_write_json(os.path.join(out, "results.json"), results)
     print(f"\ndistance of digit {f}'s encoder centroid from the others' (original -> amnesiac): "
           f"{shift['original']:.2f} -> {shift['amnesiac']:.2f}")
     print(f"wrote {', '.join(pngs)} and {os.path.join(out, 'results.json')}; total {time.time() - t_start:.0f} s")

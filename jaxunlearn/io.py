@@ -15,6 +15,12 @@ import tempfile
 from typing import Any, Iterable, Mapping
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> str:
     """Write ``payload`` to ``path`` atomically (parent folders created); returns the path."""
     path = os.fspath(path)
@@ -26,6 +32,7 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> str:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

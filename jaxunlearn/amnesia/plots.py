@@ -1,16 +1,16 @@
 """Pictures for Selective Amnesia: sample grids before/after and a latent-space map with class centroids.
 
-Every figure is written atomically (a temporary file in the target folder,
-then ``os.replace``), so a reader never sees a half-written PNG.
+Every figure is written atomically through :func:`jaxunlearn.io.save_figure`,
+so a reader never sees a half-written PNG.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
+
+from jaxunlearn.io import save_figure
 
 
 def _pyplot():
@@ -20,22 +20,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def save_figure_atomic(fig: Any, path: str, dpi: int = 120) -> str:
-    """``fig.savefig`` to a temporary PNG beside ``path``, then ``os.replace``; returns ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def sample_grids(
@@ -54,7 +38,7 @@ def sample_grids(
         ax.set_yticks((np.arange(c) + 0.5) * h, [str(i) for i in range(c)])
         ax.set_xticks([])
     try:
-        return save_figure_atomic(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -88,6 +72,6 @@ def latent_map(
             ax.annotate(str(int(k)), (cx, cy), ha="center", va="center", fontsize=8, color="white", weight="bold")
         ax.set_title(f"{name}: encoder means (PCA), centroids", fontsize=9)
     try:
-        return save_figure_atomic(fig, path)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)

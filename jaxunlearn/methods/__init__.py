@@ -6,6 +6,10 @@ the baselines :func:`retrain`, :func:`finetune`, :func:`neggrad`,
 :func:`neggrad_plus`, :func:`amnesiac`, :func:`bad_teacher`, :func:`scrub`.
 Bayesian: :func:`vi_forgetting`, :func:`mcmc_forgetting` and the
 :func:`importance_sampling` baseline. Generative: :func:`selective_amnesia`.
+
+Each function is exported under its module's name (``methods.ssd`` is the
+function); import a module's other names from the module itself, e.g.
+``from jaxunlearn.methods.lipschitz import train_mode_apply``.
 """
 
 from jaxunlearn.methods.amnesiac import amnesiac
@@ -17,9 +21,10 @@ from jaxunlearn.methods.lipschitz import lipschitz
 from jaxunlearn.methods.neggrad import neggrad, neggrad_plus
 from jaxunlearn.methods.retrain import retrain
 from jaxunlearn.methods.scrub import scrub
+from jaxunlearn.methods.selective_amnesia import selective_amnesia
 from jaxunlearn.methods.ssd import lfssd, ssd
 
 __all__ = [
     "Unlearner", "amnesiac", "bad_teacher", "finetune", "influence", "lfssd", "lipschitz", "neggrad",
-    "neggrad_plus", "retrain", "scrub", "ssd", "unlearn",
+    "neggrad_plus", "retrain", "scrub", "selective_amnesia", "ssd", "unlearn",
 ]
