@@ -18,13 +18,16 @@ from jaxunlearn.methods.base import Unlearner, unlearn
 from jaxunlearn.methods.finetune import finetune
 from jaxunlearn.methods.influence import influence
 from jaxunlearn.methods.lipschitz import lipschitz
+from jaxunlearn.methods.mcmc_forgetting import importance_sampling, mcmc_forgetting
 from jaxunlearn.methods.neggrad import neggrad, neggrad_plus
 from jaxunlearn.methods.retrain import retrain
 from jaxunlearn.methods.scrub import scrub
 from jaxunlearn.methods.selective_amnesia import selective_amnesia
 from jaxunlearn.methods.ssd import lfssd, ssd
+from jaxunlearn.methods.vi_forgetting import vi_forgetting
 
 __all__ = [
-    "Unlearner", "amnesiac", "bad_teacher", "finetune", "influence", "lfssd", "lipschitz", "neggrad",
-    "neggrad_plus", "retrain", "scrub", "selective_amnesia", "ssd", "unlearn",
+    "Unlearner", "amnesiac", "bad_teacher", "finetune", "importance_sampling", "influence", "lfssd", "lipschitz",
+    "mcmc_forgetting", "neggrad", "neggrad_plus", "retrain", "scrub", "selective_amnesia", "ssd", "unlearn",
+    "vi_forgetting",
 ]
