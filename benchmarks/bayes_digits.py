@@ -32,9 +32,7 @@ method) and ``bayes_digits.json`` into ``--out`` (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 
 import jax
@@ -42,14 +40,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bayes_gmm import _atomic_savefig, _atomic_write_text  # noqa: E402
-
-from jaxunlearn import bayes, metrics  # noqa: E402
-from jaxunlearn.data import load_digits  # noqa: E402
-from jaxunlearn.methods.mcmc_forgetting import mcmc_forgetting  # noqa: E402
-from jaxunlearn.methods.vi_forgetting import vi_forgetting  # noqa: E402
-from jaxunlearn.models import bayesian  # noqa: E402
+from jaxunlearn import bayes, metrics
+from jaxunlearn.data import load_digits
+from jaxunlearn.io import atomic_write_json, save_figure
+from jaxunlearn.methods.mcmc_forgetting import mcmc_forgetting
+from jaxunlearn.methods.vi_forgetting import vi_forgetting
+from jaxunlearn.models import bayesian
 
 # the BIF Fashion-MNIST table (section 1.6); lr is divided by N below
 FULL = {
@@ -199,7 +195,7 @@ def _plot(results, path):
         ax.set_ylabel("error (%)")
     axes[0][0].legend(fontsize=6, ncol=3)
     fig.tight_layout()
-    _atomic_savefig(fig, path)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -229,7 +225,7 @@ def main(argv=None):
                       f"{e['mia']:>6.1f} {e['l1_test']:>8.3f}")
             print(f"{'':>4} time (s): forget so far {r['time_forget_cum']:.2f}, retrain {r['time_retrain']:.2f}")
     _plot(results, os.path.join(args.out, "digits_errors.png"))
-    _atomic_write_text(json.dumps(results, indent=1), os.path.join(args.out, "bayes_digits.json"))
+    atomic_write_json(os.path.join(args.out, "bayes_digits.json"), results)
 
 
 if __name__ == "__main__":

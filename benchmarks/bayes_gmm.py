@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -49,6 +47,7 @@ import optax
 
 from jaxunlearn import bayes, metrics
 from jaxunlearn.data import gmm2d_removal_indices, make_gmm2d
+from jaxunlearn.io import atomic_write_json, save_figure
 from jaxunlearn.methods.mcmc_forgetting import importance_sampling, mcmc_forgetting
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
 from jaxunlearn.models import gmm
@@ -66,28 +65,6 @@ QUICK = {  # VI's recursion is cheap, so it keeps smaller chunks; the samplers' 
     "sgld": {"rm_bs": 40, "iter_T": 16, "samp_T": 2},
     "sghmc": {"rm_bs": 40, "iter_T": 16, "samp_T": 2},
 }
-
-
-def _atomic_savefig(fig, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _atomic_write_text(text: str, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _match(centres: np.ndarray, reference: np.ndarray) -> tuple[tuple[int, ...], float]:
@@ -240,7 +217,7 @@ def _plot(method, x, alive_r, res, path):
     ax.set_title(f"GMM forgetting, {method.upper()}: cluster centres")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    _atomic_savefig(fig, path)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -266,14 +243,13 @@ def main(argv=None):
             cfg["optimizer"] = args.vi_optimizer
         steps_per_chunk = cfg.get("samp_T", 1) * (1 + cfg["iter_T"])
         rows = []
+        fns = make_vi(x, cfg) if method == "vi" else make_mcmc(method, x, cfg, num_samples, steps_per_chunk)
         for seed in range(seeds):
             rm = gmm2d_removal_indices(data.dataset, seed=seed)
             alive_r = jnp.ones(x.shape[0], bool).at[jnp.asarray(rm)].set(False)
             if method == "vi":
-                fns = fns if seed else make_vi(x, cfg)
                 res = run_vi(x, rm, alive_r, cfg, seed, fns)
             else:
-                fns = fns if seed else make_mcmc(method, x, cfg, num_samples, steps_per_chunk)
                 res = run_mcmc(x, rm, alive_r, cfg, seed, num_samples, fns)
             rows.append(res)
             if seed == 0:
@@ -294,7 +270,7 @@ def main(argv=None):
         print("wall time (s, after compilation): " + ", ".join(f"{k} {v.mean():.2f}" for k, v in times.items())
               + f";  retrain / forget = {times['retrain'].mean() / times['forget'].mean():.2f}x")
         summary[method]["time"] = {k: [float(t) for t in v] for k, v in times.items()}
-    _atomic_write_text(json.dumps(summary, indent=1), os.path.join(args.out, "bayes_gmm.json"))
+    atomic_write_json(os.path.join(args.out, "bayes_gmm.json"), summary)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ so a reader never sees a half-written PNG.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 

@@ -41,7 +41,7 @@ penalty); pass ``lmbda=0`` for that.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
