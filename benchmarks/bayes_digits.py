@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from jaxunlearn import bayes, metrics
-from jaxunlearn.data import load_digits
+from jaxunlearn.data import load_dataset, load_digits
 from jaxunlearn.io import atomic_write_json, save_figure
 from jaxunlearn.methods.mcmc_forgetting import mcmc_forgetting
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
@@ -206,11 +206,18 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=["vi", "sgld", "sghmc"], choices=["vi", "sgld", "sghmc"])
     parser.add_argument("--model", choices=["lenet", "mlp"], default=None, help="default lenet (quick: mlp)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", choices=["digits", "fashion_mnist"], default="digits",
+                        help="fashion_mnist reads prepared tensorflow-datasets data from --data-dir (LeNet at 32x32)")
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets folder for --dataset fashion_mnist")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     model_name = args.model or ("mlp" if args.quick else "lenet")
-    train, test = load_digits()
-    sizes = (48, 96, 128) if args.quick else (16, 32, 64, 96, 128)
+    if args.dataset == "digits":
+        train, test = load_digits()
+        sizes = (48, 96, 128) if args.quick else (16, 32, 64, 96, 128)
+    else:  # the BIF experiment: 1k..6k T-shirts (class 0; 6,000 is the whole class)
+        train, test = load_dataset("fashion_mnist", data_dir=args.data_dir)
+        sizes = (1000, 3000, 6000) if args.quick else (1000, 2000, 3000, 4000, 5000, 6000)
     results = {}
     for method in args.methods:
         cfg = dict(FULL[method], **(QUICK if args.quick else {}))

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunlearn import _validation
 from jaxunlearn.data.dataset import Dataset, _as_index_array
 
 FINAL_MODES = ("keep", "drop", "pad")
@@ -40,23 +41,8 @@ def as_arrays(data: Any) -> Any:
 
 
 def num_examples(data: Any, name: str = "data") -> int:
-    """Shared leading-axis length of every array in ``data``; raises on empty or ragged data."""
-    if isinstance(data, Dataset):
-        n = len(data)
-    else:
-        leaves = jax.tree.leaves(data)
-        if not leaves:
-            raise ValueError(
-                f"{name} holds no arrays: pass a Dataset or a pytree of arrays with a leading example axis.")
-        sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in leaves}
-        if -1 in sizes:
-            raise ValueError(f"every array in {name} needs a leading example axis; got a scalar.")
-        if len(sizes) != 1:
-            raise ValueError(f"the arrays in {name} disagree on the number of examples: {sorted(sizes)}.")
-        (n,) = sizes
-    if n == 0:
-        raise ValueError(f"{name} is empty (0 examples): there is nothing to batch.")
-    return n
+    """Shared leading-axis length of every array in ``data`` (a ``Dataset`` or a pytree); raises on empty or ragged data."""
+    return _validation.num_examples(as_arrays(data), name)
 
 
 def _check_batch_size(batch_size: Any) -> int:
