@@ -33,7 +33,7 @@ def _forget(args: argparse.Namespace) -> int:
     config = ForgettingConfig(
         dataset=args.dataset, scenario=args.scenario, methods=methods, seeds=seeds, model=args.model,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, data_dir=args.data_dir,
-        warm_timing=not args.cold_timing,
+        download=args.download, warm_timing=not args.cold_timing,
     )
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     try:
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--batch-size", type=int, default=64)
     f.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the training recipe")
     f.add_argument("--data-dir", default=None, help="tensorflow-datasets folder holding prepared data")
+    f.add_argument("--download", action="store_true",
+                   help="let tensorflow-datasets download missing data (needs internet; default: read --data-dir only)")
     f.add_argument("--out", default="results", help="results folder (default: results/)")
     f.add_argument("--cold-timing", action="store_true",
                    help="time each method's first call, XLA compilation included (default: a warm second call)")

@@ -49,6 +49,7 @@ class ForgettingConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     data_dir: str | None = None
+    download: bool = False
     warm_timing: bool = True
 
     @property
@@ -59,7 +60,7 @@ class ForgettingConfig:
 def _load(config: ForgettingConfig) -> tuple[Dataset, Dataset]:
     if config.dataset == "digits":
         return load_dataset("digits")
-    return load_dataset(config.dataset, data_dir=config.data_dir)
+    return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
 
 
 def _train(module, train: Dataset, config: ForgettingConfig, key, desc: str, progress: bool):

@@ -79,3 +79,16 @@ def test_cli_errors_are_clear(capsys):
     assert cli.main(["forget", "--dataset", "mnist", "--data-dir", "/nonexistent", "--methods", "ssd",
                      "--quiet"]) == 2
     assert "mnist" in capsys.readouterr().err
+
+
+def test_cli_runs_cifar20_subclass_through_tfds(tmp_path, capsys):
+    """The CIFAR path (tfds loader, CIFAR-20 coarse labels, sub-class scenario) on tfds mock data, with a small MLP."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=400):
+        code = cli.main(["forget", "--dataset", "cifar20", "--scenario", "subclass:rocket", "--model", "mlp",
+                         "--methods", "ssd", "--seeds", "0", "--epochs", "1", "--download", "--cold-timing",
+                         "--quiet", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "cifar20-subclass_rocket" / "results.json").read_text())
+    assert {r["method"] for r in result["rows"]} == {"original", "retrain", "ssd"}
