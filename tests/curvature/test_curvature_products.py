@@ -99,6 +99,18 @@ class ProductsTest(parameterized.TestCase):
             exact = jnp.linalg.solve(hess, P.flat(v))
             np.testing.assert_allclose(P.flat(res.ihvp), exact, rtol=1e-5, atol=1e-7)
 
+    def test_lissa_damping_solves_the_shifted_system(self):
+        """Full batch, large damping d: the fixed point is (H + (d/s) I)^-1 v exactly."""
+        with jax.enable_x64(True):
+            params, batch = _gmm_problem(2)
+            hess, unravel = P.dense_hessian(P.gmm_energy, params, batch)
+            v = unravel(jnp.sin(jnp.arange(hess.shape[0]) + 1.0))
+            scale, damping, depth = 1.0 / np.linalg.eigvalsh(np.asarray(hess))[-1], 0.3, 80
+            batches = jax.tree.map(lambda a: jnp.broadcast_to(a, (depth,) + a.shape), batch)
+            res = cv.lissa(P.gmm_energy, params, v, batches, scale=scale, damping=damping)
+            exact = jnp.linalg.solve(hess + damping / scale * jnp.eye(hess.shape[0]), P.flat(v))
+            np.testing.assert_allclose(P.flat(res.ihvp), exact, rtol=1e-7, atol=1e-9)
+
     @chex.variants(with_jit=True, without_jit=True)
     def test_lissa_minibatches_by_index_with_damping_and_repeats(self):
         """Index batches into `data`; the recursion averages Hessians of random minibatches, so compare with
