@@ -18,30 +18,20 @@ forgetting the reference uses the sample's own label, as here.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
 from jaxunlearn.train.inputs import (
-    as_xy,
     check_positive_int,
-    ensure_finite,
     forget_request,
-    key_or_default,
     num_classes_of,
     request_key,
 )
 from jaxunlearn.train.loop import fit, init_train_state, params_only
-
-
-class AmnesiacState(NamedTuple):
-    """``retain``: the retained data ``(x [N_r, ...], y [N_r])``; ``key``: PRNG key for the next request."""
-
-    retain: tuple
-    key: jax.Array
 
 
 def random_other_labels(key: Any, labels: jax.Array, num_classes: int) -> jax.Array:
@@ -72,7 +62,7 @@ def amnesiac(
       num_epochs: passes over ``D'`` (3). batch_size: 128.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> AmnesiacState`` stores the
+      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
       full retain set (``Dataset`` or ``(x, y)``) and the key; ``update(params, forget_data,
       state, *, key=None) -> (params, state)`` relabels the forget set with one key, builds
       ``D'`` and trains on it (shuffled) from ``params`` with a fresh optimizer state.
@@ -82,11 +72,7 @@ def amnesiac(
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
 
-    def init(params: Any, retain_data: Any, *, key: Any = None) -> AmnesiacState:
-        ensure_finite(params, "params")
-        return AmnesiacState(as_xy(retain_data, "retain_data"), key_or_default(key))
-
-    def update(params: Any, forget_data: Any, state: AmnesiacState, *, key: Any = None) -> tuple[Any, AmnesiacState]:
+    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
         classes = num_classes_of(forget_data, num_classes, "forget_data")
         x_f, y_f = forget_request(params, forget_data, state.retain[0])
         run_key, next_key = request_key(state.key, key)
@@ -102,4 +88,4 @@ def amnesiac(
         )
         return train_state.params, state._replace(key=next_key)
 
-    return Unlearner(init, update)
+    return Unlearner(init_retain_state, update)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+from jaxunlearn.train.inputs import as_xy, ensure_finite, key_or_default
+
 InitFn = Callable[..., Any]
 UpdateFn = Callable[..., tuple[Any, Any]]
 
@@ -31,3 +33,19 @@ def unlearn(unlearner: Unlearner, params: Any, forget_data: Any, retain_data: An
     state = unlearner.init(params, retain_data)
     new_params, _ = unlearner.update(params, forget_data, state, **kwargs)
     return new_params
+
+
+class RetainState(NamedTuple):
+    """State of the methods that train on the retained data (fine-tune, retrain, NegGrad, Amnesiac).
+
+    ``retain``: the retained data ``(x [N_r, ...], y [N_r])``; ``key``: PRNG key for the next request.
+    """
+
+    retain: Any
+    key: Any
+
+
+def init_retain_state(params: Any, retain_data: Any, *, key: Any = None) -> RetainState:
+    """The shared ``init`` of those methods: checks ``params`` are finite and stores the retain set and key."""
+    ensure_finite(params, "params")
+    return RetainState(as_xy(retain_data, "retain_data"), key_or_default(key))

@@ -13,22 +13,15 @@ learning rate; those are the defaults here (PyTorch-style coupled weight decay,
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import optax
 
-from jaxunlearn.methods.base import Unlearner
-from jaxunlearn.train.inputs import as_xy, check_positive_int, ensure_finite, forget_request, key_or_default, request_key
+from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
+from jaxunlearn.train.inputs import check_positive_int, forget_request, request_key
 from jaxunlearn.train.loop import fit, init_train_state, params_only
 from jaxunlearn.train.optim import torch_sgd
-
-
-class FinetuneState(NamedTuple):
-    """``retain``: the retained data ``(x [N_r, ...], y [N_r])``; ``key``: PRNG key for the next request."""
-
-    retain: tuple
-    key: jax.Array
 
 
 def finetune(
@@ -50,7 +43,7 @@ def finetune(
 
     Returns:
       ``Unlearner``:
-      ``init(params, retain_data, *, key=None) -> FinetuneState`` stores the retain set
+      ``init(params, retain_data, *, key=None) -> RetainState`` stores the retain set
       (``Dataset`` or ``(x, y)``) and the key (``jax.random.key(0)`` when ``None``);
       ``update(params, forget_data, state, *, key=None) -> (params, state)`` validates the
       request (``forget_data`` is not trained on: fine-tuning only sees ``D_r``) and trains
@@ -62,11 +55,7 @@ def finetune(
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
 
-    def init(params: Any, retain_data: Any, *, key: Any = None) -> FinetuneState:
-        ensure_finite(params, "params")
-        return FinetuneState(as_xy(retain_data, "retain_data"), key_or_default(key))
-
-    def update(params: Any, forget_data: Any, state: FinetuneState, *, key: Any = None) -> tuple[Any, FinetuneState]:
+    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
         forget_request(params, forget_data, state.retain[0])
         run_key, next_key = request_key(state.key, key)
         train_state, _ = fit(
@@ -75,4 +64,4 @@ def finetune(
         )
         return train_state.params, state._replace(key=next_key)
 
-    return Unlearner(init, update)
+    return Unlearner(init_retain_state, update)

@@ -20,32 +20,20 @@ our choice, matching the SGD family of those baselines.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn.methods.base import Unlearner
-from jaxunlearn.train.inputs import as_xy, check_positive_int, ensure_finite, forget_request, key_or_default, request_key
+from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
+from jaxunlearn.train.inputs import check_positive_int, forget_request, request_key
 from jaxunlearn.train.loop import fit, init_train_state, params_only, with_key
 from jaxunlearn.train.optim import torch_sgd
 
 
-class NegGradState(NamedTuple):
-    """``retain``: the retained data ``(x [N_r, ...], y [N_r])``; ``key``: PRNG key for the next request."""
-
-    retain: tuple
-    key: jax.Array
-
-
 def _default_optimizer(optimizer):
     return torch_sgd(0.01, momentum=0.9, weight_decay=5e-4) if optimizer is None else optimizer
-
-
-def _init(params: Any, retain_data: Any, *, key: Any = None) -> NegGradState:
-    ensure_finite(params, "params")
-    return NegGradState(as_xy(retain_data, "retain_data"), key_or_default(key))
 
 
 def neggrad(
@@ -64,7 +52,7 @@ def neggrad(
       num_epochs: passes over ``D_f`` (default 1). batch_size: minibatch size (64).
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> NegGradState`` stores the
+      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
       retain set (only used to check the forget set's shape) and the key;
       ``update(params, forget_data, state, *, key=None) -> (params, state)`` runs
       ``num_epochs`` epochs of ascent over ``forget_data`` (``Dataset`` or ``(x, y)``).
@@ -78,7 +66,7 @@ def neggrad(
 
     train_loss = params_only(ascent_loss)  # built once: repeated requests reuse the compiled epoch
 
-    def update(params: Any, forget_data: Any, state: NegGradState, *, key: Any = None) -> tuple[Any, NegGradState]:
+    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
         forget = forget_request(params, forget_data, state.retain[0])
         run_key, next_key = request_key(state.key, key)
         train_state, _ = fit(
@@ -87,7 +75,7 @@ def neggrad(
         )
         return train_state.params, state._replace(key=next_key)
 
-    return Unlearner(_init, update)
+    return Unlearner(init_retain_state, update)
 
 
 def neggrad_plus(
@@ -108,7 +96,7 @@ def neggrad_plus(
       num_epochs: passes over ``D_r`` (default 1). batch_size: size of both batches (64).
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> NegGradState`` stores the
+      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
       retain set and the key; ``update(params, forget_data, state, *, key=None)`` trains
       ``num_epochs`` epochs over the retain set, each step also drawing a forget batch.
     """
@@ -118,7 +106,7 @@ def neggrad_plus(
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
 
-    def update(params: Any, forget_data: Any, state: NegGradState, *, key: Any = None) -> tuple[Any, NegGradState]:
+    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
         forget = forget_request(params, forget_data, state.retain[0])
         n_f = forget[0].shape[0]
         run_key, next_key = request_key(state.key, key)
@@ -134,4 +122,4 @@ def neggrad_plus(
         )
         return train_state.params, state._replace(key=next_key)
 
-    return Unlearner(_init, update)
+    return Unlearner(init_retain_state, update)

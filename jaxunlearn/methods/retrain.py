@@ -19,25 +19,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import optax
 
 from jaxunlearn._validation import check_same_structure
-from jaxunlearn.methods.base import Unlearner
-from jaxunlearn.train.inputs import as_xy, check_positive_int, ensure_finite, forget_request, key_or_default, request_key
+from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
+from jaxunlearn.train.inputs import check_positive_int, forget_request, request_key
 from jaxunlearn.train.loop import fit, init_train_state, params_only
 from jaxunlearn.train.optim import torch_sgd
 
 RESETS = ("full", "head")
-
-
-class RetrainState(NamedTuple):
-    """``retain``: the retained data ``(x [N_r, ...], y [N_r])``; ``key``: PRNG key for the next request."""
-
-    retain: tuple
-    key: jax.Array
 
 
 HEAD_NAMES = ("head", "fc", "final")
@@ -97,7 +90,7 @@ def retrain(
       head: top-level param names reset by ``reset="head"`` (default: :func:`default_head`).
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetrainState`` stores the
+      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
       retain set (``Dataset`` or ``(x, y)``) and the key; ``update(params, forget_data, state,
       *, key=None) -> (params, state)`` validates the request, draws ``init_key, train_key``
       from the request key, re-initialises (fully or the head) and trains ``num_epochs``
@@ -111,11 +104,7 @@ def retrain(
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
 
-    def init(params: Any, retain_data: Any, *, key: Any = None) -> RetrainState:
-        ensure_finite(params, "params")
-        return RetrainState(as_xy(retain_data, "retain_data"), key_or_default(key))
-
-    def update(params: Any, forget_data: Any, state: RetrainState, *, key: Any = None) -> tuple[Any, RetrainState]:
+    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
         forget_request(params, forget_data, state.retain[0])
         run_key, next_key = request_key(state.key, key)
         init_key, train_key = jax.random.split(run_key)
@@ -128,4 +117,4 @@ def retrain(
         )
         return train_state.params, state._replace(key=next_key)
 
-    return Unlearner(init, update)
+    return Unlearner(init_retain_state, update)
