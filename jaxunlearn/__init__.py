@@ -14,10 +14,13 @@ __version__ = "0.1.0"
 _SUBPACKAGES = (
     "amnesia", "bayes", "curvature", "data", "experiments", "io", "methods", "metrics", "models", "train",
 )
-__all__ = [*_SUBPACKAGES, "__version__"]
+_ERRORS = ("jit", "keep_errors")
+__all__ = [*_SUBPACKAGES, *_ERRORS, "__version__"]
 
 
 def __getattr__(name: str):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"jaxunlearn.{name}")
+    if name in _ERRORS:  # jaxunlearn.jit / jaxunlearn.keep_errors: jit that keeps our error classes
+        return getattr(importlib.import_module("jaxunlearn._validation"), name)
     raise AttributeError(f"module 'jaxunlearn' has no attribute {name!r}")

@@ -9,6 +9,11 @@ computation through ``jax.debug.callback``.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
+import logging
+import threading
 from typing import Any, Callable
 
 import jax
@@ -21,23 +26,106 @@ def is_concrete(x: Any) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
-def raise_if(pred: Any, make_error: Callable[..., Exception], *args: Any) -> None:
-    """Raise ``make_error(*args)`` when the boolean scalar ``pred`` is true.
+_RECORDED: "collections.deque[BaseException]" = collections.deque(maxlen=64)
+_RECORDED_LOCK = threading.Lock()
 
-    Concrete inputs raise immediately. Traced inputs raise at run time through
-    ``jax.debug.callback`` (the message reaches the user inside JAX's runtime
-    error), so a jitted caller never gets garbage back silently.
+
+class _OwnErrorsFilter(logging.Filter):
+    """Keep JAX's callback logger quiet about the errors :func:`raise_if` raises on purpose (they reach the caller)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, "_jaxunlearn_staged", False)
+
+
+logging.getLogger("jax._src.debugging").addFilter(_OwnErrorsFilter())
+
+
+def raise_if(pred: Any, make_error: Callable[..., Exception], *args: Any) -> None:
+    """Raise ``make_error(*args)`` when the boolean ``pred`` is true (any entry of it, under ``vmap``).
+
+    Concrete inputs raise immediately. Traced inputs (under ``jit`` or
+    ``vmap``) raise at run time through ``jax.debug.callback``; the error is
+    also recorded on the host so that :func:`keep_errors` (and every public
+    ``update`` of :mod:`jaxunlearn.methods`) re-raises it with its own class
+    instead of JAX's ``JaxRuntimeError``. Only the scalar ``pred`` and the
+    small ``args`` cross to the host.
     """
     if is_concrete((pred, args)):
-        if bool(pred):
+        if bool(np.any(np.asarray(pred))):
             raise make_error(*(np.asarray(a) for a in args))
         return
 
     def _callback(p, *vals):
-        if bool(p):
-            raise make_error(*vals)
+        p = np.asarray(p)
+        if bool(np.any(p)):
+            if p.ndim:  # batched by vmap: report the first failing member
+                first = int(np.flatnonzero(p.ravel())[0])
+                vals = tuple(np.asarray(v).reshape(p.size, *np.shape(v)[p.ndim:])[first]
+                             if np.ndim(v) >= p.ndim and np.shape(v)[:p.ndim] == p.shape else v for v in vals)
+            error = make_error(*vals)
+            error._jaxunlearn_staged = True
+            with _RECORDED_LOCK:
+                _RECORDED.append(error)
+            raise error
 
     jax.debug.callback(_callback, pred, *args)
+
+
+def _recorded_cause(runtime_error: BaseException) -> BaseException | None:
+    """The recorded error of :func:`raise_if` whose text appears in ``runtime_error`` (JAX quotes it)."""
+    text = str(runtime_error)
+    with _RECORDED_LOCK:
+        for error in reversed(_RECORDED):
+            if f"{type(error).__name__}: {error}" in text:
+                _RECORDED.remove(error)
+                return error
+    return None
+
+
+class keep_errors(contextlib.ContextDecorator):
+    """Re-raise errors staged by :func:`raise_if` inside compiled code with their own class.
+
+    Under ``jax.jit`` a Python exception raised by a host callback reaches
+    the caller as ``jax.errors.JaxRuntimeError`` whose message quotes it. This
+    context manager (or decorator) turns such an error back into the original
+    exception object (``LissaDivergenceError``, ``ValueError``,
+    ``FloatingPointError``, ...). Every public ``update`` of
+    :mod:`jaxunlearn.methods` already runs inside it; wrap *your own* jitted
+    function (or use :func:`jaxunlearn.jit`) to get the same behaviour::
+
+        update = ju.jit(unlearner.update)          # or: ju.keep_errors()(jax.jit(unlearner.update))
+        with ju.keep_errors():
+            params, state, info = jax.jit(unlearner.update)(params, request, state, key=key)
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and isinstance(exc, jax.errors.JaxRuntimeError):
+            cause = _recorded_cause(exc)
+            if cause is not None:
+                raise cause.with_traceback(None) from None
+        return False
+
+
+def jit(fn: Callable | None = None, **jit_kwargs: Any) -> Callable:
+    """``jax.jit`` whose calls keep the error classes of :func:`raise_if` (see :func:`keep_errors`).
+
+    Same arguments as ``jax.jit``; usable as ``jaxunlearn.jit(fn)`` or ``@jaxunlearn.jit``.
+    """
+    if fn is None:
+        return functools.partial(jit, **jit_kwargs)
+    jitted = jax.jit(fn, **jit_kwargs)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with keep_errors():
+            return jitted(*args, **kwargs)
+
+    call.lower = jitted.lower  # type: ignore[attr-defined]
+    return call
 
 
 def check_same_structure(a: Any, b: Any, name_a: str, name_b: str) -> None:
@@ -74,17 +162,105 @@ def num_examples(data: Any, name: str = "data") -> int:
 
 
 def check_finite(tree: Any, name: str = "params") -> None:
-    """Raise ``FloatingPointError`` naming the first leaf of ``tree`` holding NaN or inf.
+    """Raise ``FloatingPointError`` naming the first leaf of ``tree`` that holds NaN or inf; also under ``jit``.
 
-    A no-op on traced values (use :func:`raise_if` for those).
+    Only one boolean per leaf crosses to the host (no copy of the parameters).
     """
-    if not is_concrete(tree):
-        return
+    paths, flags = [], []
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        arr = np.asarray(leaf)
-        if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
-            bad = int(np.size(arr) - np.isfinite(arr).sum())
-            raise FloatingPointError(
-                f"{name}{jax.tree_util.keystr(path)} holds {bad} non-finite value(s) (NaN or inf). "
-                f"Check the training run that produced {name}, or reload a checkpoint, before unlearning."
-            )
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            paths.append(jax.tree_util.keystr(path))
+            flags.append(jnp.all(jnp.isfinite(leaf)))
+    if not flags:
+        return
+    ok = jnp.stack(flags)
+
+    def make(first_bad):
+        return FloatingPointError(
+            f"{name}{paths[int(first_bad)]} holds non-finite values (NaN or inf). Check the training run that "
+            f"produced {name}, or reload a checkpoint, before unlearning."
+        )
+
+    raise_if(~jnp.all(ok), make, jnp.argmin(ok))
+
+
+def check_key(key: Any, name: str = "key") -> None:
+    """Raise ``TypeError`` unless ``key`` is a JAX PRNG key (typed, or raw uint32 with last axis 2)."""
+    if key is None:
+        raise TypeError(f"{name} is required: pass a PRNG key such as jax.random.key(0).")
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == jnp.uint32 and jnp.shape(key)[-1:] == (2,):
+        return
+    raise TypeError(f"{name} must be a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)); got {key!r}.")
+
+
+def check_labels(y: Any, num_classes: int | None, name: str = "labels") -> None:
+    """Raise ``ValueError`` when an integer label is negative or (with ``num_classes``) ``>= num_classes``.
+
+    Also under ``jit``; the message gives the offending range and the valid one.
+    """
+    y = jnp.asarray(y)
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{name} must be integer class indices; got dtype {y.dtype}.")
+    if y.size == 0:
+        return
+    upper = jnp.iinfo(jnp.int32).max if num_classes is None else int(num_classes)
+    lo, hi = jnp.min(y), jnp.max(y)
+    valid = f"0..{upper - 1}" if num_classes is not None else "non-negative"
+
+    def make(low, high):
+        return ValueError(
+            f"{name} hold values from {int(low)} to {int(high)}, outside the valid class indices {valid}. "
+            "Relabel the data to 0..C-1 (or pass the right num_classes)."
+        )
+
+    raise_if((lo < 0) | (hi >= upper), make, lo, hi)
+
+
+def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
+    """``int(value)``, raising ``ValueError`` naming ``name`` unless it is a positive (or non-negative) integer."""
+    lowest = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < lowest:
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name} must be {kind} integer; got {value!r}.")
+    return int(value)
+
+
+def check_number(value: Any, name: str, *, low: float = 0.0, low_inclusive: bool = True,
+                 high: float | None = None) -> float:
+    """``float(value)``, raising ``ValueError`` naming ``name`` unless it is a finite number in the range."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    ok = ok and np.isfinite(value) and (value >= low if low_inclusive else value > low)
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + ("" if high is None else f" and <= {high:g}")
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+    return float(value)
+
+
+def check_same_features(x_a: Any, x_b: Any, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless two inputs share the per-example shape ``x.shape[1:]``."""
+    if jnp.shape(x_a)[1:] != jnp.shape(x_b)[1:]:
+        raise ValueError(
+            f"{name_b} examples have shape {jnp.shape(x_b)[1:]} but {name_a} examples have {jnp.shape(x_a)[1:]}; "
+            f"both must come from the same dataset (same per-example shape)."
+        )
+
+
+def check_fits_model(fn: Callable, params: Any, data: Any, name: str = "data") -> None:
+    """Raise ``ValueError`` naming ``name`` when ``fn(params, one example of data)`` fails to trace.
+
+    Evaluated abstractly (``jax.eval_shape``, nothing computed), so a dataset of the
+    wrong per-example shape is reported by name instead of inside the model.
+    """
+    first = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + tuple(jnp.shape(a)[1:]), jnp.result_type(a)), data)
+    try:
+        jax.eval_shape(fn, params, first)
+    except Exception as error:  # flax shape errors, dot_general mismatches, ...: all mean the data does not fit
+        shapes = jax.tree.map(lambda a: tuple(jnp.shape(a)[1:]), data)
+        raise ValueError(
+            f"{name} does not fit the model: per-example shapes {shapes} fail in the forward pass "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Pass the data the model was trained on."
+        ) from None

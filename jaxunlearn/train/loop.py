@@ -27,7 +27,6 @@ concrete inputs a tqdm bar counts epochs.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -112,44 +111,137 @@ def batch_sizes(n: int, batch_size: int, drop_remainder: bool) -> np.ndarray:
     return np.asarray(sizes, dtype=np.int64)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "shuffle"))
-def epoch_order(shuffle_key: Any, epoch: Any, n: int, shuffle: bool = True) -> jax.Array:
+def epoch_order(shuffle_key: Any, epoch: Any, n: int, shuffle: bool = True, mask: Any = None) -> jax.Array:
     """The example order of epoch ``epoch``: ``permutation(fold_in(shuffle_key, epoch), n)``, or ``arange(n)``.
 
-    Jitted once per ``n`` and shared by every run (the permutation's sort is costly to compile).
+    With ``mask`` ([n] bool) the examples where it is true come first (in that random order, or in
+    data order without ``shuffle``), the others after them.
     """
-    if not shuffle:
-        return jnp.arange(n)
-    return jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+    if mask is None:
+        if not shuffle:
+            return jnp.arange(n)
+        return jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+    rank = jax.random.uniform(jax.random.fold_in(shuffle_key, epoch), (n,)) if shuffle else jnp.arange(n) / n
+    return jnp.argsort(jnp.where(mask, rank, 2.0 + rank), stable=True)
+
+
+class Weighted(NamedTuple):
+    """A batch with per-example weights, as masked epochs hand it to the loss (``weights`` ``[B]``, 0 or 1)."""
+
+    batch: Any
+    weights: jax.Array
+
+
+def weighted_mean(loss_fn: Callable[[Any, Any], jax.Array]) -> Callable[[Any, Any], jax.Array]:
+    """Lift a mean loss ``loss_fn(params, batch)`` to ``loss(params, Weighted(batch, w))``.
+
+    ``sum_i w_i loss_fn(params, batch_i) / max(sum_i w_i, 1)``, each example
+    presented as a batch of one (``jax.vmap``); equal to ``loss_fn`` on the
+    examples with weight 1 for any loss that is a mean over independent
+    examples (eval-mode classifiers: no batch statistics).
+    """
+
+    def loss(params, weighted):
+        batch, w = weighted
+        per_example = jax.vmap(lambda ex: loss_fn(params, jax.tree.map(lambda a: a[None], ex)))(batch)
+        return jnp.sum(w * per_example) / jnp.maximum(jnp.sum(w), 1.0)
+
+    return loss
+
+
+def scan_steps(
+    step: Callable[[Any, Any], tuple[Any, Any]],
+    carry: Any,
+    xs: Any,
+    *,
+    progress: bool = False,
+    desc: str = "steps",
+    every: int | None = None,
+) -> tuple[Any, Any]:
+    """``jax.lax.scan(step, carry, xs)`` with an optional tqdm bar that the compiled loop itself advances.
+
+    Every loop of the library that is not an epoch over data (Selective Amnesia's
+    forgetting steps, Bayes by Backprop, SG-MCMC chains, attacks) runs through this
+    function, so it stays one compiled scan (jittable, vmappable) while a long run still
+    shows progress: every ``every`` steps (default: 1 % of them) a ``jax.debug.callback``
+    updates the bar on the host.
+    """
+    length = jax.tree.leaves(xs)[0].shape[0]
+    if not progress or length == 0:
+        return jax.lax.scan(step, carry, xs)
+    every = max(1, length // 100) if every is None else check_positive_int(every, "every")
+    bar = tqdm(total=length, desc=desc, leave=False)
+
+    def advance(t):
+        done = int(np.max(np.asarray(t))) + 1
+        bar.update(done - bar.n)
+        if done >= length:
+            bar.close()
+
+    def body(c, inputs):
+        x, t = inputs
+        c, out = step(c, x)
+        jax.lax.cond(((t + 1) % every == 0) | (t + 1 == length),
+                     lambda: jax.debug.callback(advance, t), lambda: None)
+        return c, out
+
+    return jax.lax.scan(body, carry, (xs, jnp.arange(length)))
+
+
+def _select(pred: jax.Array, new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
 def make_epoch(
     loss_fn: TrainLossFn,
     optimizer: optax.GradientTransformation,
-    n: int,
     *,
     batch_size: int,
     drop_remainder: bool = False,
+    masked: bool = False,
 ) -> Callable:
-    """``epoch(state, data, order, step_key) -> (state, step_losses [S])``, pure and jittable.
+    """``epoch(state, data, order, step_key, mask) -> (state, step_losses [S])``, pure and jittable.
 
     ``data``: pytree of device arrays with leading size ``n``; ``order``: [n] int, the example
-    order (:func:`epoch_order`); batches are consecutive slices of ``data[order]``.
-    ``S = len(batch_sizes(n, batch_size, drop_remainder))``.
+    order (:func:`epoch_order`); batches are consecutive slices of ``data[order]``, of
+    ``B = min(batch_size, n)`` examples, the last one short (``n mod B``) unless ``drop_remainder``;
+    ``S = len(batch_sizes(n, B, drop_remainder))``.
+
+    With ``masked=True`` only the examples where ``mask`` ([n] bool) is true are trained on:
+    ``order`` must list them first (:func:`epoch_order` with a mask does), the epoch has
+    ``ceil(n / B)`` steps of which the first ``ceil(count / B)`` run, and the loss receives
+    :class:`Weighted` batches (weight 0 past ``count``; see :func:`weighted_mean`). Shapes depend
+    on ``n`` only, so one compilation serves every mask. The model state is carried unchanged
+    by skipped steps.
     """
     step = make_step(loss_fn, optimizer)
-    full, rest = divmod(n, batch_size)
-    keep_tail = bool(rest) and not drop_remainder
 
     def keyed_step(state, batch, step_key):
         return step(state, batch, jax.random.fold_in(step_key, state.step))
 
-    def epoch_fn(state, data, order, step_key):
+    def epoch_fn(state, data, order, step_key, mask=None):
+        n = num_examples(data, "data")
+        b = min(batch_size, n)
         data = jax.tree.map(lambda a: jnp.take(a, order, axis=0), data)
-        head = jax.tree.map(lambda a: a[: full * batch_size].reshape((full, batch_size) + a.shape[1:]), data)
-        state, losses = jax.lax.scan(lambda s, b: keyed_step(s, b, step_key), state, head)
-        if keep_tail:
-            tail = jax.tree.map(lambda a: a[full * batch_size :], data)
+        if masked:
+            count = jnp.sum(mask)
+            steps = -(-n // b)
+            padded = jnp.minimum(jnp.arange(steps * b), n - 1)
+            xs = jax.tree.map(lambda a: jnp.take(a, padded, axis=0).reshape((steps, b) + a.shape[1:]), data)
+            weights = (jnp.arange(steps * b) < count).astype(jnp.float32).reshape(steps, b)
+
+            def masked_step(s, inputs):
+                batch, w, t = inputs
+                new, loss = keyed_step(s, Weighted(batch, w), step_key)
+                active = t * b < count
+                return _select(active, new, s), jnp.where(active, loss, jnp.nan)
+
+            return jax.lax.scan(masked_step, state, (xs, weights, jnp.arange(steps)))
+        full, rest = divmod(n, b)
+        head = jax.tree.map(lambda a: a[: full * b].reshape((full, b) + a.shape[1:]), data)
+        state, losses = jax.lax.scan(lambda s, batch: keyed_step(s, batch, step_key), state, head)
+        if rest and not drop_remainder:
+            tail = jax.tree.map(lambda a: a[full * b :], data)
             state, last = keyed_step(state, tail, step_key)
             losses = jnp.concatenate([losses, last[None]])
         return state, losses
@@ -188,6 +280,7 @@ def fit(
     drop_remainder: bool = False,
     eval_fn: Callable[[Any, Any], dict] | None = None,
     scan: bool | None = None,
+    mask: Any = None,
 ) -> tuple[TrainState, dict]:
     """Train ``state`` for ``num_epochs`` epochs of minibatch optax steps over ``data``.
 
@@ -209,6 +302,9 @@ def fit(
         every epoch (concrete inputs only); its values join the history.
       scan: ``True`` scans device-resident epochs, ``False`` loops over host batches,
         ``None`` scans when the data is under :data:`SCAN_MAX_BYTES` (always under ``jit``).
+      mask: optional bool ``[N]``: train only on the examples where it is true, with static
+        shapes (see :func:`make_epoch`; the loss then receives :class:`Weighted` batches, e.g.
+        ``params_only(weighted_mean(loss))``). Skipped steps have ``NaN`` in ``step_loss``.
 
     Returns:
       ``(state, history)`` with ``history["loss"]`` of shape ``[num_epochs]`` (example-weighted
@@ -224,42 +320,52 @@ def fit(
     check_key(key)
     data = as_arrays(data, "data")
     n = num_examples(data, "data")
+    masked = mask is not None
+    if masked and jnp.shape(mask) != (n,):
+        raise ValueError(f"mask must be a boolean array of shape ({n},), one entry per example; got {jnp.shape(mask)}.")
     batch_size = min(batch_size, n)
-    sizes = batch_sizes(n, batch_size, drop_remainder)
-    epoch_fn = make_epoch(loss_fn, optimizer, n, batch_size=batch_size, drop_remainder=drop_remainder)
+    epoch_fn = make_epoch(loss_fn, optimizer, batch_size=batch_size, drop_remainder=drop_remainder, masked=masked)
     shuffle_key, step_key = split_train_key(key)
 
-    if not is_concrete((state, data, key)):
+    def weights_of(step_losses):
+        if masked:  # examples per step: min(B, count - t B), clipped at 0
+            steps = jnp.arange(step_losses.shape[-1])
+            return jnp.clip(jnp.sum(mask) - steps * batch_size, 0, batch_size).astype(jnp.float32)
+        return jnp.asarray(batch_sizes(n, batch_size, drop_remainder), jnp.float32)
+
+    def epoch_loss(step_losses):
+        w = weights_of(step_losses)
+        return jnp.sum(jnp.where(w > 0, step_losses, 0.0) * w, axis=-1) / jnp.maximum(jnp.sum(w), 1.0)
+
+    def run(s, e, device_data, run_epoch):
+        order = epoch_order(shuffle_key, e, n, shuffle, mask)
+        return run_epoch(s, device_data, order, step_key, mask) if masked else run_epoch(s, device_data, order, step_key)
+
+    if not is_concrete((state, data, key, mask)):
         if eval_fn is not None:
             raise ValueError("eval_fn needs concrete values: call fit outside jax.jit to evaluate during training.")
-
-        def body(s, e):
-            return epoch_fn(s, data, epoch_order(shuffle_key, e, n, shuffle), step_key)
-
-        state, step_losses = jax.lax.scan(body, state, jnp.arange(num_epochs))
-        return state, {"loss": _epoch_loss(step_losses, sizes), "step_loss": step_losses}
+        state, step_losses = jax.lax.scan(lambda s, e: run(s, e, data, epoch_fn), state, jnp.arange(num_epochs))
+        return state, {"loss": epoch_loss(step_losses), "step_loss": step_losses}
 
     if scan is None:
-        scan = _tree_nbytes(data) <= SCAN_MAX_BYTES
+        scan = masked or _tree_nbytes(data) <= SCAN_MAX_BYTES
+    if masked and not scan:
+        raise ValueError("masked training runs on the device (scan=True); scan=False is for unmasked data.")
     history: dict[str, list] = {"loss": [], "step_loss": []}
     if scan:
         device_data = jax.tree.map(jnp.asarray, data)
-        try:
-            jitted_epoch = _jitted_epoch(loss_fn, optimizer, n, batch_size, drop_remainder)
-        except TypeError:  # an unhashable loss_fn or optimizer: compile without the cache
-            jitted_epoch = jax.jit(epoch_fn)
+        jitted_epoch = jax.jit(epoch_fn)  # one compilation per fit call, reused by every epoch
 
         def run_epoch(s, e):
-            return jitted_epoch(s, device_data, epoch_order(shuffle_key, e, n, shuffle), step_key)
+            return run(s, e, device_data, jitted_epoch)
 
     else:
         run_epoch = _host_epoch(loss_fn, optimizer, data, n, batch_size, shuffle, drop_remainder, shuffle_key, step_key)
     with tqdm(total=num_epochs, desc=desc, disable=not progress, leave=False) as bar:
         for epoch in range(num_epochs):
             state, losses = run_epoch(state, epoch)
-            losses = np.asarray(losses)
-            history["step_loss"].append(losses)
-            history["loss"].append(float(_epoch_loss(losses, sizes)))
+            history["step_loss"].append(np.asarray(losses))
+            history["loss"].append(float(epoch_loss(losses)))
             postfix = {"loss": f"{history['loss'][-1]:.4f}"}
             if eval_fn is not None:
                 for name, value in eval_fn(state.params, state.model_state).items():
@@ -268,17 +374,9 @@ def fit(
             bar.set_postfix(postfix)
             bar.update(1)
     out = {name: np.asarray(values, dtype=np.float64) for name, values in history.items() if name != "step_loss"}
-    out["step_loss"] = np.asarray(history["step_loss"], dtype=np.float64).reshape(num_epochs, sizes.size)
+    steps = len(batch_sizes(n, batch_size, drop_remainder)) if not masked else -(-n // batch_size)
+    out["step_loss"] = np.asarray(history["step_loss"], dtype=np.float64).reshape(num_epochs, steps)
     return state, out
-
-
-@functools.lru_cache(maxsize=32)
-def _jitted_epoch(loss_fn, optimizer, n, batch_size, drop_remainder):
-    """Jitted :func:`make_epoch`, cached so repeated ``fit`` calls with the same functions compile once.
-
-    Data and keys are arguments, never closed over (closed-over arrays become constants that XLA folds slowly).
-    """
-    return jax.jit(make_epoch(loss_fn, optimizer, n, batch_size=batch_size, drop_remainder=drop_remainder))
 
 
 def _host_epoch(loss_fn, optimizer, data, n, batch_size, shuffle, drop_remainder, shuffle_key, step_key):

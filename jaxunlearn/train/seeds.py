@@ -84,7 +84,7 @@ def train_many_seeds(
         return init_train_state(init_fn(init_key), optimizer, model_state), shuffle_key, step_key
 
     state, shuffle_keys, step_keys = jax.jit(jax.vmap(init_one))(keys)
-    epoch_fn = make_epoch(loss_fn, optimizer, n, batch_size=batch_size, drop_remainder=drop_remainder)
+    epoch_fn = make_epoch(loss_fn, optimizer, batch_size=batch_size, drop_remainder=drop_remainder)
     run_epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, None, 0, 0)))
     orders = jax.jit(jax.vmap(lambda k, e: epoch_order(k, e, n, shuffle), in_axes=(0, None)))
     step_losses = []
