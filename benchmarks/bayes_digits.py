@@ -1,7 +1,6 @@
 """Bayesian forgetting of a growing number of one class's samples: a Bayesian network on digits.
 
-The BIF paper's Fashion-MNIST figure (Fu et al. 2021, section 1.6 of our
-notes), on scikit-learn's 8x8 digits so it runs on a CPU: remove ``k``
+The BIF paper's Fashion-MNIST figure (Fu et al. 2021, arXiv 2101.06417), on scikit-learn's 8x8 digits so it runs on a CPU: remove ``k``
 samples of class 0 (a fixed random order, in chunks of ``rm_bs``) from a
 variational network (VI forgetting) and from SGLD / SGHMC chains (MCMC
 forgetting), for growing ``k``; compare the *processed* model with the
@@ -32,6 +31,7 @@ method) and ``bayes_digits.json`` into ``--out`` (atomically).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -47,7 +47,7 @@ from jaxunlearn.methods.mcmc_forgetting import mcmc_forgetting
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
 from jaxunlearn.models import bayesian
 
-# the BIF Fashion-MNIST table (section 1.6); lr is divided by N below
+# the BIF Fashion-MNIST settings; lr is divided by N below
 FULL = {
     "vi": dict(lr=0.5, steps=10000, decay_every=4000, prior=0.15, scaling0=0.1, iter_T=64, bbp_T=5),
     "sgld": dict(lr=0.5, steps=10000, decay=-0.5, prior=0.15, scaling0=0.005, iter_T=64, samp_T=5),
@@ -89,16 +89,17 @@ class Setup:
             self.sampler = (bayes.sgld(self.energy.energy) if method == "sgld"
                             else bayes.sghmc(self.energy.energy, alpha=cfg["alpha"]))
             self.schedule = bayes.power_decay(cfg["decay"])
+            self.decay = float(self.schedule(cfg["steps"]))  # the chain continues at its final step size
             self.train = jax.jit(lambda st, k, alive: bayes.run_chain(
                 self.sampler, k, st, data, lr=lr, num_steps=cfg["steps"], batch_size=BATCH,
                 schedule=self.schedule, alive=alive)[0])
-            self.forgetter = mcmc_forgetting(self.energy, self.sampler, scaling0=cfg["scaling0"],
-                                             iter_T=cfg["iter_T"], samp_T=cfg["samp_T"], batch_size=BATCH)
-            self.one_step = jax.jit(lambda st, k, alive, lr_now, decay: bayes.run_chain(
-                self.sampler, k, st, data, lr=lr_now, num_steps=1, batch_size=BATCH,
-                schedule=lambda t: decay, alive=alive)[0].position)
+            self.forgetter = mcmc_forgetting(self.energy, self.sampler, lr=lr, decay=self.decay,
+                                             scaling0=cfg["scaling0"], iter_T=cfg["iter_T"], samp_T=cfg["samp_T"],
+                                             batch_size=BATCH)
+            self.one_step = jax.jit(lambda st, k, alive, eta: bayes.run_chain(
+                self.sampler, k, st, data, lr=eta, num_steps=1, batch_size=BATCH, alive=alive)[0].position)
         self.lr = lr
-        self.update = jax.jit(self.forgetter.update)
+        self.update = self.forgetter.update  # jitted once, when the forgetter was built
         self.probs = jax.jit(lambda p, x, k: jax.nn.softmax(self.logits(p, x, k)))
 
     def init_params(self, key):
@@ -143,16 +144,16 @@ def run(method, cfg, train, test, sizes, model_name, seed):
     if method == "vi":
         state = setup.forgetter.init(origin, data, key=k_f)
     else:
-        decay = setup.schedule(origin.count)
-        state = setup.forgetter.init(origin.position, data, key=k_f, lr=setup.lr, decay=decay, sampler_state=origin)
+        state = setup.forgetter.init(origin.position, data, key=k_f, sampler_state=origin)
     params = setup.params_of(origin)
-    setup.update(params, jnp.asarray(order[:RM_BS], jnp.int32), state)  # compile
+    setup.update(params, jnp.asarray(order[:RM_BS], jnp.int32), state, key=k_f)  # compile
     setup.train(init, k_e, everyone)  # compile the retraining too (same shapes)
     rows, removed, t_forget_total = [], 0, 0.0
     for k_removed in sizes:
         for start in range(removed, k_removed, RM_BS):
             chunk = jnp.asarray(order[start:start + RM_BS], jnp.int32)
-            (params, state), t = _timed(setup.update, params, chunk, state)
+            (params, state, _), t = _timed(functools.partial(setup.update, key=jax.random.fold_in(k_f, start)),
+                                           params, chunk, state)
             t_forget_total += t
         removed = k_removed
         alive = np.ones(n, bool)
@@ -165,8 +166,8 @@ def run(method, cfg, train, test, sizes, model_name, seed):
         if method != "vi":  # one sampler step on the remaining data before evaluating (ICLR'22)
             chains = {"origin": (origin, everyone), "processed": (state.sampler, jnp.asarray(alive)),
                       "target": (target, jnp.asarray(alive))}
-            lr_now = state.lr
-            models = {name: setup.one_step(st, k_eval, al, lr_now, state.decay) for name, (st, al) in chains.items()}
+            eta = state.lr * setup.decay
+            models = {name: setup.one_step(st, k_eval, al, eta) for name, (st, al) in chains.items()}
         target_eval, target_probs = _evaluate(setup, models["target"], k_eval, splits)
         row = {"k": k_removed, "time_forget_cum": t_forget_total, "time_retrain": t_retrain, "target": target_eval}
         for name in ("origin", "processed"):

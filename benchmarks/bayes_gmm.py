@@ -1,7 +1,6 @@
-"""Bayesian forgetting on the seeds' synthetic 2-D Gaussian mixture: VI, SGLD and SGHMC.
+"""Bayesian forgetting on the papers' synthetic 2-D Gaussian mixture: VI, SGLD and SGHMC.
 
-Fu et al. 2021 (BIF) and Fu et al. ICLR 2022, section 1.6 of our reference
-notes: 2000 points from 4 clusters, 800 removed (the right edge of cluster 0
+Fu et al. 2021 (BIF) and Fu et al. ICLR 2022 (their GMM experiment): 2000 points from 4 clusters, 800 removed (the right edge of cluster 0
 and the bottom of cluster 2) in chunks of ``rm_bs`` points. For each method
 and seed we train the *origin* on all data, the *target* on the remaining
 data (same initialisation), and process the origin with the forgetting
@@ -53,7 +52,7 @@ from jaxunlearn.methods.vi_forgetting import vi_forgetting
 from jaxunlearn.models import gmm
 
 K = 4
-# the originals' settings (section 1.6: BIF GMM table)
+# the originals' settings (the BIF GMM experiment)
 FULL = {
     "vi": dict(lr=2 / 2000, steps=2000, batch=64, scaling0=1.0, iter_T=32, rm_bs=4, optimizer="adam"),
     "sgld": dict(lr=4 / 2000, decay=-0.15, steps=2000, batch=64, scaling0=1.0, iter_T=32, samp_T=5, rm_bs=4),
@@ -80,9 +79,9 @@ def _timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def _forget_all(update, params, state, chunks):
-    for c in chunks:
-        params, state = update(params, c, state)
+def _forget_all(update, params, state, chunks, key):
+    for i, c in enumerate(chunks):
+        params, state, _ = update(params, c, state, key=jax.random.fold_in(key, i))
     return params, state
 
 
@@ -103,11 +102,12 @@ def make_vi(x, cfg):
                                                       batch_size=batch, key=k, alive=alive).params)
     forgetter = vi_forgetting(energy, scaling0=cfg["scaling0"], iter_T=cfg["iter_T"], batch_size=cfg["batch"],
                               bbp_T=1)
-    return train, forgetter, jax.jit(forgetter.update)
+    return train, forgetter
 
 
 def run_vi(x, rm, alive_r, cfg, seed, fns):
-    train, forgetter, update = fns
+    train, forgetter = fns
+    update = forgetter.update  # jitted once, when the forgetter was built
     key = jax.random.key(seed)
     k_init, k_o, k_t, k_f = jax.random.split(key, 4)
     init_idx = np.random.default_rng(seed).choice(np.flatnonzero(np.asarray(alive_r)), K, replace=False)
@@ -118,8 +118,8 @@ def run_vi(x, rm, alive_r, cfg, seed, fns):
     target_again = train(init, k_init, alive_r)  # a second retraining: the run-to-run floor
     chunks = [jnp.asarray(c, jnp.int32) for c in np.asarray(rm).reshape(-1, cfg["rm_bs"])]
     state = forgetter.init(origin, x, key=k_f)
-    update(origin, chunks[0], state)  # compile
-    (processed, _), t_forget = _timed(_forget_all, update, origin, state, chunks)
+    update(origin, chunks[0], state, key=k_f)  # compile
+    (processed, _), t_forget = _timed(_forget_all, update, origin, state, chunks, k_f)
     alive_f = ~alive_r
     out = {}
     for name, p in (("origin", origin), ("processed", processed), ("target", target_again)):
@@ -139,27 +139,28 @@ def make_mcmc(kind, x, cfg, num_samples, is_steps):
     energy = bayes.gmm_energy(prior_std=1.0)
     sampler = bayes.sgld(energy.energy) if kind == "sgld" else bayes.sghmc(energy.energy, alpha=cfg["alpha"])
     schedule = bayes.power_decay(cfg["decay"])
+    decay = float(schedule(cfg["steps"]))  # the sampler continues at its final step size (count = steps)
     train = jax.jit(lambda st, k, alive: bayes.run_chain(sampler, k, st, x, lr=cfg["lr"], num_steps=cfg["steps"],
                                                           batch_size=cfg["batch"], schedule=schedule,
                                                           alive=alive)[0])
 
     @jax.jit
-    def draw(st, k, alive, decay):  # consecutive chain states for the KL estimate and the centre estimate
-        return bayes.run_chain(sampler, k, st, x, lr=cfg["lr"], num_steps=num_samples, batch_size=cfg["batch"],
-                               schedule=lambda t: decay, alive=alive, record=True)[1].positions
+    def draw(st, k, alive):  # consecutive chain states for the KL estimate and the centre estimate
+        return bayes.run_chain(sampler, k, st, x, lr=cfg["lr"] * decay, num_steps=num_samples,
+                               batch_size=cfg["batch"], alive=alive, record=True)[1].positions
 
     methods = {
-        "processed": mcmc_forgetting(energy, sampler, scaling0=cfg["scaling0"], iter_T=cfg["iter_T"],
-                                     samp_T=cfg["samp_T"], batch_size=cfg["batch"], rescale_step_size=False),
-        "importance": importance_sampling(sampler, num_steps=is_steps, batch_size=cfg["batch"],
-                                          rescale_step_size=False),
+        "processed": mcmc_forgetting(energy, sampler, lr=cfg["lr"], decay=decay, scaling0=cfg["scaling0"],
+                                     iter_T=cfg["iter_T"], samp_T=cfg["samp_T"], batch_size=cfg["batch"],
+                                     rescale_step_size=False),
+        "importance": importance_sampling(sampler, lr=cfg["lr"], decay=decay, num_steps=is_steps,
+                                          batch_size=cfg["batch"], rescale_step_size=False),
     }
-    updates = {name: jax.jit(m.update) for name, m in methods.items()}
-    return sampler, schedule, train, draw, methods, updates
+    return sampler, train, draw, methods
 
 
 def run_mcmc(x, rm, alive_r, cfg, seed, num_samples, fns):
-    sampler, schedule, train, draw, runs, updates = fns
+    sampler, train, draw, runs = fns
     key = jax.random.key(seed)
     k_o, k_t, k_f, k_s, k_w = jax.random.split(key, 5)
     init_idx = np.random.default_rng(seed).choice(np.flatnonzero(np.asarray(alive_r)), K, replace=False)
@@ -167,24 +168,22 @@ def run_mcmc(x, rm, alive_r, cfg, seed, num_samples, fns):
     origin = train(init, k_o, jnp.ones(x.shape[0], bool))
     train(init, k_w, alive_r)  # compile
     target, t_retrain = _timed(train, init, k_t, alive_r)
-    decay = schedule(origin.count)  # the sampler continues at its final step size
 
     chunks = [jnp.asarray(c, jnp.int32) for c in np.asarray(rm).reshape(-1, cfg["rm_bs"])]
     results, times = {}, {"retrain": t_retrain}
     final = {}
     for name, method in runs.items():
-        state = method.init(origin.position, x, key=k_f, lr=cfg["lr"], decay=decay, sampler_state=origin)
-        update = updates[name]
-        update(origin.position, chunks[0], state)  # compile
-        (_, state), t = _timed(_forget_all, update, origin.position, state, chunks)
+        state = method.init(origin.position, x, key=k_f, sampler_state=origin)
+        method.update(origin.position, chunks[0], state, key=k_f)  # compile (once per method, reused by seeds)
+        (_, state), t = _timed(_forget_all, method.update, origin.position, state, chunks, k_f)
         final[name], times["forget" if name == "processed" else name] = state.sampler, t
-    target_samples = draw(target, k_s, alive_r, decay)
-    target_again = draw(target, k_w, alive_r, decay)  # an independent stretch: the estimator's floor
+    target_samples = draw(target, k_s, alive_r)
+    target_again = draw(target, k_w, alive_r)  # an independent stretch: the estimator's floor
     target_centres = np.asarray(target_samples.mean(0))
     chains = {"origin": (origin, jnp.ones(x.shape[0], bool)), "processed": (final["processed"], alive_r),
               "importance": (final["importance"], alive_r), "target": (target, alive_r)}
     for name, (st, alive) in chains.items():
-        samples = target_again if name == "target" else draw(st, k_s, alive, decay)
+        samples = target_again if name == "target" else draw(st, k_s, alive)
         perm, dist = _match(np.asarray(samples.mean(0)), target_centres)
         aligned = samples[:, jnp.asarray(perm)]
         loglik = jax.vmap(lambda m, pts: -jnp.mean(gmm.gmm_neg_log_likelihood(m, pts)), in_axes=(0, None))

@@ -8,11 +8,10 @@ from jaxunlearn.amnesia.attacks import (
     class_centroids, latent_walk_attack, noisy_condition_attack, optimization_attack, random_latent_attack,
 )
 from jaxunlearn.amnesia.evaluation import ClassScores, class_scores, forgetting_report, quantize_8bit, score_samples
-from jaxunlearn.amnesia.loop import scan_loop
 from jaxunlearn.amnesia.training import train_cvae, train_sa_classifier
 
 __all__ = [
     "ClassScores", "class_centroids", "class_scores", "forgetting_report", "latent_walk_attack",
-    "noisy_condition_attack", "optimization_attack", "quantize_8bit", "random_latent_attack", "scan_loop",
+    "noisy_condition_attack", "optimization_attack", "quantize_8bit", "random_latent_attack",
     "score_samples", "train_cvae", "train_sa_classifier",
 ]

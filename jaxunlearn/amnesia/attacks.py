@@ -1,4 +1,4 @@
-"""Attacks that try to recover a forgotten class from a Selective-Amnesia CVAE (seed 003's probes).
+"""Attacks that try to recover a forgotten class from a Selective-Amnesia CVAE.
 
 All judge decoded images with a classifier ``log_probs_fn(x_flat) -> (B, C)``
 after the 8-bit quantisation of :func:`jaxunlearn.amnesia.evaluation.quantize_8bit`,
@@ -17,7 +17,8 @@ classified as ``c_f``). Shapes: ``z`` (B, z_dim), conditions (B, C), images (B, 
   walk ``m_k -> m_f -> m_k2`` with condition ``onehot(k)``.
 * :func:`optimization_attack`: gradient ascent on
   ``log p_clf(c_f | dec(z, softmax(a)))`` over ``z`` and condition logits ``a``
-  (Adam, ``num_restarts`` independent starts), optionally with a Gaussian prior
+  (Adam, ``num_restarts`` independent starts, the library's optax step
+  :func:`jaxunlearn.train.loop.make_step` in one compiled scan), optionally with a Gaussian prior
   penalty ``-prior_weight |z|^2 / 2`` and with the forgotten label masked out of
   the condition (``mask_forgotten=True``: ``a_{c_f} = -inf``). Because it is
   guided by the classifier it can produce adversarial images for that
@@ -34,9 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxunlearn._validation import check_labels, check_positive_int
 from jaxunlearn.amnesia.evaluation import LogProbsFn, quantize_8bit, score_samples
-from jaxunlearn.amnesia.loop import scan_loop
 from jaxunlearn.models.cvae import CVAE, decode, encode, flatten_images, one_hot
+from jaxunlearn.train.loop import init_train_state, make_step, params_only, scan_steps
 
 
 def _check_class(c: int, num_classes: int, name: str) -> int:
@@ -90,6 +92,7 @@ def noisy_condition_attack(
 def class_centroids(module: CVAE, params: Any, x: Any, y: Any) -> np.ndarray:
     """``(C, z_dim)`` means of the encoder's ``mu(x, onehot(y))`` per class (NaN rows for absent classes)."""
     x = flatten_images(x)
+    check_labels(y, module.num_classes, "y")
     y = np.asarray(y)
     mu, _ = encode(module, params, x, one_hot(y, module.num_classes))
     mu = np.asarray(mu)
@@ -157,9 +160,9 @@ def optimization_attack(
     """
     nc = module.num_classes
     f = _check_class(forget_class, nc, "forget_class")
-    if num_restarts < 1 or num_steps < 0:
-        raise ValueError("num_restarts must be >= 1 and num_steps >= 0.")
-    kz, ka, kl = jax.random.split(key, 3)
+    num_restarts = check_positive_int(num_restarts, "num_restarts")
+    num_steps = check_positive_int(num_steps, "num_steps", allow_zero=True)
+    kz, ka = jax.random.split(key)
     z0 = jax.random.normal(kz, (num_restarts, module.z_dim))
     a0 = 0.1 * jax.random.normal(ka, (num_restarts, nc))
     mask = jnp.zeros((nc,)).at[f].set(-jnp.inf if mask_forgotten else 0.0)
@@ -168,21 +171,15 @@ def optimization_attack(
     def condition(a):
         return jax.nn.softmax(a + mask, axis=-1)
 
-    def objective(v):
+    def objective(v, _):
         z, a = v
         lp = log_probs_fn(decode(module, params, z, condition(a)))
         return -(jnp.mean(lp[:, f]) - prior_weight * 0.5 * jnp.mean(jnp.sum(z**2, -1)))
 
-    def step(carry, _):
-        v, s = carry
-        loss, g = jax.value_and_grad(objective)(v)
-        u, s = opt.update(g, s, v)
-        return (optax.apply_updates(v, u), s), loss
-
-    v0 = (z0, a0)
-    (v, _), _ = scan_loop(step, (v0, opt.init(v0)), num_steps, key=kl, chunk_size=max(num_steps, 1),
+    step = make_step(params_only(objective), opt)
+    state, _ = scan_steps(lambda s, t: step(s, None, None), init_train_state((z0, a0), opt), jnp.arange(num_steps),
                           progress=progress, desc="optimisation attack")
-    z, a = v
+    z, a = state.params
     cond = condition(a)
     x = decode(module, params, z, cond)
     prob, hit = _judged(log_probs_fn, x, f)

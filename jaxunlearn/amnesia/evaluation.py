@@ -1,6 +1,6 @@
 """Judging a (forgetful) conditional VAE with an independently trained classifier.
 
-Section 5.4 of the reference notes (Selective Amnesia, Heng & Soh, NeurIPS 2023):
+The evaluation of Selective Amnesia (Heng & Soh, NeurIPS 2023, ``clear-nus/selective-amnesia/vae``):
 draw ``n`` samples ``x = decoder(z, onehot(c))``, ``z ~ N(0, I)``, quantise
 them to 8 bits as the original does by saving PNGs and reading them back,
 

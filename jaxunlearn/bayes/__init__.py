@@ -1,26 +1,27 @@
-"""Bayesian building blocks of the forgetting seeds (Fu et al. 2021; Fu et al., ICLR 2022).
+"""Bayesian building blocks of Bayesian forgetting (Fu et al. 2021; Fu et al., ICLR 2022).
 
 * :mod:`~jaxunlearn.bayes.energies`: ``F_hat(theta, B) = R(theta) + n * mean l`` and the
   forget term ``sum_{S'} h`` for the Bayesian network, the variational network and the two
   Gaussian mixtures.
 * :mod:`~jaxunlearn.bayes.samplers`: SGLD (blackjax's kernel) and SGHMC with persistent
-  momentum (built on blackjax's SGHMC diffusion), step-size schedules, chains in ``lax.scan``.
+  momentum (built on blackjax's SGHMC diffusion), step-size schedules, jittable chains.
 * :mod:`~jaxunlearn.bayes.vi`: Bayes by Backprop training with optax.
-* :mod:`~jaxunlearn.bayes.minibatch`: static-shape minibatches from the remaining points.
+* :mod:`~jaxunlearn.bayes.minibatch`: static-shape minibatches from the remaining points
+  (never a removed one).
 
 The forgetting methods themselves live in :mod:`jaxunlearn.methods.vi_forgetting` and
 :mod:`jaxunlearn.methods.mcmc_forgetting`.
 """
 
 from jaxunlearn.bayes.energies import Energy, bnn_energy, gaussian_prior, gmm_energy, vbnn_energy, vgmm_energy
-from jaxunlearn.bayes.minibatch import all_alive, draw_indices, remove, take
+from jaxunlearn.bayes.minibatch import all_alive, check_batches, draw_batches, draw_indices, take
 from jaxunlearn.bayes.samplers import (
     ChainTrace, Sampler, SamplerState, constant_decay, power_decay, run_chain, sghmc, sgld, step_decay,
 )
 from jaxunlearn.bayes.vi import VIResult, fit_vi
 
 __all__ = [
-    "ChainTrace", "Energy", "Sampler", "SamplerState", "VIResult", "all_alive", "bnn_energy", "constant_decay",
-    "draw_indices", "fit_vi", "gaussian_prior", "gmm_energy", "power_decay", "remove", "run_chain", "sghmc",
-    "sgld", "step_decay", "take", "vbnn_energy", "vgmm_energy",
+    "ChainTrace", "Energy", "Sampler", "SamplerState", "VIResult", "all_alive", "bnn_energy", "check_batches",
+    "constant_decay", "draw_batches", "draw_indices", "fit_vi", "gaussian_prior", "gmm_energy", "power_decay",
+    "run_chain", "sghmc", "sgld", "step_decay", "take", "vbnn_energy", "vgmm_energy",
 ]

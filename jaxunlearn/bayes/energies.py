@@ -1,9 +1,7 @@
 """Energies of Bayesian forgetting: ``F(theta, S)`` and the forget term ``sum_{z in S'} h(theta, z)``.
 
 Fu, He, Xu & Tao, "Bayesian Inference Forgetting" (2021) and Fu, He & Tao,
-"Knowledge Removal in Sampling-based Bayesian Inference" (ICLR 2022);
-section 1.2 of our reference notes. Every model of the seeds has an energy of
-the form::
+"Knowledge Removal in Sampling-based Bayesian Inference" (ICLR 2022). Every model of these papers has an energy of the form::
 
     F_hat(theta, B) = R(theta) + n * mean_{z in B} l(theta, z)          (minibatch estimate of F(theta, S))
     sum_{z in S'} h(theta, z) = sum_{z in S'} l(theta, z)                (the forget term)
@@ -38,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn._validation import num_examples
+from jaxunlearn._validation import check_number, num_examples
 from jaxunlearn.models import bayesian, gmm
 
 __all__ = ["Energy", "bnn_energy", "vbnn_energy", "gmm_energy", "vgmm_energy", "gaussian_prior"]
@@ -78,8 +76,7 @@ class Energy(NamedTuple):
 
 def gaussian_prior(prior_std: float) -> Callable[[Any], jax.Array]:
     """``R(theta) = sum theta^2 / (2 sigma_p^2)`` over every leaf (constants dropped, as the originals)."""
-    if prior_std <= 0:
-        raise ValueError(f"prior_std must be positive, got {prior_std}.")
+    prior_std = check_number(prior_std, "prior_std", low=0.0, low_inclusive=False)
 
     def prior(params: Any) -> jax.Array:
         return sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(params)) / (2.0 * prior_std**2)
@@ -114,8 +111,7 @@ def vbnn_energy(stochastic_logits: Callable[[Any, jax.Array, jax.Array], jax.Arr
     pass (:func:`jaxunlearn.models.bayesian.stochastic_logits_fn`); the KL is
     :func:`jaxunlearn.models.bayesian.kl_divergence`.
     """
-    if prior_std <= 0:
-        raise ValueError(f"prior_std must be positive, got {prior_std}.")
+    check_number(prior_std, "prior_std", low=0.0, low_inclusive=False)
 
     def per_example(params, batch, key):
         x, y = batch
@@ -126,8 +122,7 @@ def vbnn_energy(stochastic_logits: Callable[[Any, jax.Array, jax.Array], jax.Arr
 
 def gmm_energy(prior_std: float = 1.0) -> Energy:
     """MCMC Gaussian mixture on ``means [K, d]``: ``sum ||m_k||^2/(2 sigma_p^2) + n * mean -log p(x | m)``; batch ``x [B, d]``."""
-    if prior_std <= 0:
-        raise ValueError(f"prior_std must be positive, got {prior_std}.")
+    check_number(prior_std, "prior_std", low=0.0, low_inclusive=False)
     return Energy(
         lambda m: gmm.gmm_neg_log_prior(m, prior_std),
         lambda m, x, key: gmm.gmm_neg_log_likelihood(m, x),
@@ -140,8 +135,7 @@ def vgmm_energy(prior_std: float = 1.0) -> Energy:
 
     The responsibilities are closed-form (no noise), so the energy is deterministic.
     """
-    if prior_std <= 0:
-        raise ValueError(f"prior_std must be positive, got {prior_std}.")
+    check_number(prior_std, "prior_std", low=0.0, low_inclusive=False)
     return Energy(
         lambda p: gmm.vgmm_kl(p, prior_std),
         lambda p, x, key: gmm.vgmm_data_term(p, x),

@@ -1,8 +1,7 @@
 """SG-MCMC samplers of the Bayesian forgetting seeds, built on blackjax's kernels.
 
 Fu et al. 2021 (BIF) and Fu et al. ICLR 2022 sample ``p(theta | S) ∝ exp(-F(theta, S))``
-with ``F_hat(theta, B) = R(theta) + n * mean_B l`` (:mod:`jaxunlearn.bayes.energies`);
-section 1.5 of our reference notes. With ``eta = lr * decay(t)`` (``lr``
+with ``F_hat(theta, B) = R(theta) + n * mean_B l`` (:mod:`jaxunlearn.bayes.energies`). With ``eta = lr * decay(t)`` (``lr``
 already divided by the training-set size, the originals' ``lr / N``):
 
 * **SGLD**: ``theta <- theta - eta grad F_hat + N(0, 2 eta)``. This *is*
@@ -29,8 +28,12 @@ Step-size schedules (``decay(t)``, ``t`` = steps taken so far): :func:`power_dec
 ``(t + 1)^exponent`` and :func:`step_decay` ``rate^floor(t / every)``.
 The ICLR'22 schedule ``eta_k = (sp / n) k^-0.5005``, ``k = 1, 2, ...`` is ``power_decay(-0.5005)``.
 
-Chains run in ``jax.lax.scan`` (:func:`run_chain`), drawing minibatches from
-the points still in the posterior (:mod:`jaxunlearn.bayes.minibatch`).
+Chains run in :func:`jaxunlearn.train.loop.scan_steps` (:func:`run_chain`), drawing
+minibatches from the points still in the posterior (:mod:`jaxunlearn.bayes.minibatch`).
+
+Step sizes must be positive and the SGHMC friction ``alpha`` must lie in ``(0, 1]``;
+both raise ``ValueError`` naming the argument when they are Python numbers (at
+configuration, or when a step is called eagerly); traced step sizes are not checked.
 """
 
 from __future__ import annotations
@@ -40,13 +43,18 @@ from typing import Any, Callable, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax.sgmcmc import diffusions
 from blackjax.util import generate_gaussian_noise
 
-from jaxunlearn._validation import num_examples
-from jaxunlearn.bayes.minibatch import all_alive, draw_indices, take
+from jaxunlearn._validation import check_key, check_number, check_positive_int, num_examples
+from jaxunlearn.bayes.minibatch import _check_batch_size, _top_k, all_alive, check_alive_count, take
+from jaxunlearn.train.loop import scan_steps
 
-__all__ = ["ChainTrace", "SamplerState", "Sampler", "sgld", "sghmc", "power_decay", "step_decay", "constant_decay", "run_chain"]
+__all__ = [
+    "ChainTrace", "SamplerState", "Sampler", "check_step_size", "sgld", "sghmc", "power_decay", "step_decay",
+    "constant_decay", "run_chain",
+]
 
 EnergyFn = Callable[[Any, Any, Any], jax.Array]  # energy_fn(params, batch, n) -> scalar F_hat
 
@@ -65,12 +73,22 @@ class Sampler(NamedTuple):
 
     ``n`` is the current number of points in the posterior (the energy's
     ``n``), ``lr`` the base step size (already divided by the training-set
-    size), ``decay`` the schedule's factor at this step.
+    size), ``decay`` the schedule's factor at this step. ``step`` is pure and
+    jittable; jit it (or the loop around it) once and reuse it.
     """
 
     init: Callable[[Any], SamplerState]
     step: Callable[..., SamplerState]
     name: str
+
+
+def check_step_size(value: Any, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` when ``value`` is a Python/numpy number that is not ``> 0``.
+
+    Arrays (possibly traced) pass unchecked: their values are not known at configuration.
+    """
+    if isinstance(value, (bool, int, float, np.number)):
+        check_number(value, name, low=0.0, low_inclusive=False)
 
 
 def _init(position: Any) -> SamplerState:
@@ -93,6 +111,8 @@ def sgld(energy_fn: EnergyFn) -> Sampler:
     kernel = blackjax.sgld.build_kernel()
 
     def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
+        check_step_size(lr, "lr")
+        check_step_size(decay, "decay")
         position = kernel(key, state.position, _neg_grad(energy_fn, n), minibatch, lr * decay, 1.0)
         return SamplerState(position, state.momentum, state.count + 1)
 
@@ -102,19 +122,19 @@ def sgld(energy_fn: EnergyFn) -> Sampler:
 def sghmc(energy_fn: EnergyFn, alpha: float) -> Sampler:
     """SGHMC of BIF with persistent momentum (module docstring); friction ``alpha * sqrt(decay)``.
 
-    The originals use ``alpha = 0.4`` (BIF) and ``0.9`` (ICLR'22 GMM).
+    ``alpha`` must lie in ``(0, 1]``; the originals use ``0.4`` (BIF) and ``0.9`` (ICLR'22 GMM).
     """
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha (the SGHMC friction) must lie in (0, 1], got {alpha}.")
+    alpha = check_number(alpha, "alpha (the SGHMC friction)", low=0.0, low_inclusive=False, high=1.0)
 
     def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
+        check_step_size(lr, "lr")
+        check_step_size(decay, "decay")
         eta = lr * decay
         friction = alpha * jnp.sqrt(decay)
         eps = jnp.sqrt(eta)
 
         def first(_):
-            v = jax.tree.map(lambda z: eps * z, generate_gaussian_noise(key, state.position))
-            return v
+            return jax.tree.map(lambda z: eps * z, generate_gaussian_noise(key, state.position))
 
         def regular(_):
             grad_logdensity = _neg_grad(energy_fn, n)(state.position, minibatch)
@@ -132,13 +152,14 @@ def sghmc(energy_fn: EnergyFn, alpha: float) -> Sampler:
 
 def power_decay(exponent: float) -> Callable[[jax.Array], jax.Array]:
     """``decay(t) = (t + 1)^exponent`` (the originals' ``lr_decay_exp``; ``-0.15`` BIF GMM, ``-0.5`` BIF BNN)."""
+    exponent = check_number(exponent, "exponent", low=-np.inf)
     return lambda t: (jnp.asarray(t, jnp.float32) + 1.0) ** exponent
 
 
 def step_decay(rate: float, every: int) -> Callable[[jax.Array], jax.Array]:
     """``decay(t) = rate^floor(t / every)`` (the originals' ``lr_decay_rate`` / ``lr_decay_freq``)."""
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}.")
+    rate = check_number(rate, "rate", low=0.0, low_inclusive=False)
+    every = check_positive_int(every, "every")
     return lambda t: jnp.asarray(rate, jnp.float32) ** jnp.floor_divide(jnp.asarray(t), every).astype(jnp.float32)
 
 
@@ -166,31 +187,55 @@ def run_chain(
     batch_size: int,
     schedule: Callable[[jax.Array], jax.Array] | None = None,
     alive: jax.Array | None = None,
-    n: Any = None,
     record: bool = False,
+    progress: bool = False,
 ) -> tuple[SamplerState, ChainTrace]:
-    """``num_steps`` sampler steps in ``jax.lax.scan`` on minibatches of the alive points of ``data``.
+    """``num_steps`` sampler steps on minibatches of the alive points of ``data``, as one compiled scan.
 
-    Step ``t`` (``t = state.count``, so a chain resumes its schedule) uses
-    ``decay = schedule(t)`` (constant 1 when ``schedule`` is ``None``). ``n``
-    defaults to the number of alive points. With ``record`` the trace holds
-    the position after every step (leading axis ``num_steps``).
+    Step ``t`` (``t = state.count``, so a chain resumes its schedule) takes the
+    key ``k_t = jax.random.split(key, num_steps)[t]``, split into a minibatch
+    key and a sampler-noise key, draws ``batch_size`` alive points and calls
+    ``sampler.step`` with ``n = sum(alive)`` and ``decay = schedule(state.count)``
+    (constant 1 when ``schedule`` is ``None``).
+
+    Args:
+      sampler, key, state: the sampler, a PRNG key, the chain's state.
+      data: pytree of arrays ``[N, ...]``; ``alive`` (bool ``[N]``, default all)
+        marks the points the posterior conditions on.
+      lr: base step size (``> 0``; ``eta_t = lr * schedule(t)``).
+      num_steps, batch_size: chain length and minibatch size (static).
+      record: keep the position after every step in the trace (static).
+      progress: a tqdm bar advanced from inside the compiled loop.
+
+    Returns:
+      ``(state, ChainTrace)``.
+
+    Pure and jittable; ``run_chain`` itself compiles nothing, so jit it once
+    with the callables bound (they cannot be jit arguments) and the integer
+    options static, then reuse it::
+
+        chain = jax.jit(functools.partial(bayes.run_chain, sampler, schedule=schedule),
+                        static_argnames=("num_steps", "batch_size", "record", "progress"))
+        state, trace = chain(key, state, data, lr=lr, num_steps=2000, batch_size=64, alive=alive)
     """
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
+    num_steps = check_positive_int(num_steps, "num_steps", allow_zero=True)
+    check_key(key)
+    check_step_size(lr, "lr")
     size = num_examples(data, "data")
-    alive = all_alive(data) if alive is None else alive
-    if alive.shape != (size,):
-        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.shape}.")
-    n = jnp.sum(alive) if n is None else n
+    alive = all_alive(data) if alive is None else jnp.asarray(alive)
+    if alive.shape != (size,) or alive.dtype != jnp.bool_:
+        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
+    batch_size = _check_batch_size(alive, batch_size)
+    check_alive_count(alive, batch_size)
+    n = jnp.sum(alive)
     schedule = constant_decay() if schedule is None else schedule
 
     def body(st, k):
         k_batch, k_step = jax.random.split(k)
-        batch = take(data, draw_indices(k_batch, alive, batch_size))
         decay = schedule(st.count)
-        st = sampler.step(k_step, st, batch, n, lr, decay)
+        st = sampler.step(k_step, st, take(data, _top_k(k_batch, alive, batch_size)), n, lr, decay)
         return st, (st.position if record else None, lr * decay)
 
-    state, (positions, sizes) = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+    state, (positions, sizes) = scan_steps(body, state, jax.random.split(key, num_steps), progress=progress,
+                                           desc=f"{sampler.name} chain")
     return state, ChainTrace(positions, sizes)

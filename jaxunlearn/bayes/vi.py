@@ -1,17 +1,19 @@
 """Variational training by Bayes by Backprop (Blundell et al. 2015) with optax.
 
-Minimises the variational energy of Fu et al. 2021 (BIF), section 1.2 of our notes::
+Minimises the variational energy of Fu et al. 2021 (BIF, arXiv 2101.06417)::
 
     F_hat(gamma, B) = KL(q_gamma || p) + n * mean_{z in B} l(gamma, z; eps)
 
 one stochastic pass (one noise draw ``eps``) per step for the variational
-network, closed form for the variational mixture. The originals use plain
-SGD: ``lr = 2 / 2000`` for the GMM (2000 steps, batch 64) and ``0.5 / 60000``
-decayed 10x every 4000 steps for the Fashion-MNIST BNN (10000 steps, batch 128):
-pass ``optax.sgd(lr / N)`` (with an ``optax`` schedule) accordingly.
+network, closed form for the variational mixture; ``n`` is the number of alive
+points. The originals use plain SGD: ``lr = 2 / 2000`` for the GMM (2000 steps,
+batch 64) and ``0.5 / 60000`` decayed 10x every 4000 steps for the
+Fashion-MNIST BNN (10000 steps, batch 128): pass ``optax.sgd(lr / N)`` (with an
+``optax`` schedule) accordingly.
 
-The loop is one ``jax.lax.scan``; minibatches are drawn from the alive points
-of ``data`` (:mod:`jaxunlearn.bayes.minibatch`).
+Each step is the library's optax step (:func:`jaxunlearn.train.loop.make_step`)
+and the loop is :func:`jaxunlearn.train.loop.scan_steps`; minibatches are drawn
+from the alive points of ``data`` (:mod:`jaxunlearn.bayes.minibatch`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn._validation import check_finite, num_examples
+from jaxunlearn._validation import check_finite, check_key, check_positive_int, num_examples
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.bayes.minibatch import all_alive, draw_indices, take
+from jaxunlearn.bayes.minibatch import _check_batch_size, _top_k, all_alive, check_alive_count, take
+from jaxunlearn.train.loop import TrainState, init_train_state, make_step, scan_steps, with_key
 
 __all__ = ["VIResult", "fit_vi"]
 
@@ -47,38 +50,53 @@ def fit_vi(
     batch_size: int,
     key: jax.Array,
     alive: jax.Array | None = None,
-    n: Any = None,
     opt_state: Any = None,
+    progress: bool = False,
 ) -> VIResult:
-    """Bayes by Backprop: ``num_steps`` optax steps on ``F_hat`` with fresh minibatch and noise each step.
+    """Bayes by Backprop: ``num_steps`` optax steps on ``F_hat`` with a fresh minibatch and noise draw each step.
+
+    Step ``t`` takes ``k_t = jax.random.split(key, num_steps)[t]``, split into a
+    minibatch key and the energy's noise key.
 
     Args:
       energy: the variational energy (:func:`~jaxunlearn.bayes.energies.vbnn_energy`,
         :func:`~jaxunlearn.bayes.energies.vgmm_energy`).
       params: initial variational parameters ``gamma``.
       data: pytree of arrays ``[N, ...]``; ``alive`` (bool ``[N]``) restricts
-        training to a subset (default: all), ``n`` the count in the energy
-        (default: the number of alive points).
+        training to a subset (default: all); the energy's ``n`` is their count.
       optimizer: an optax transformation (the originals: ``optax.sgd(lr / N)``).
+      num_steps, batch_size: number of steps and minibatch size (static).
+      key: PRNG key of the run.
       opt_state: resume from this optimizer state (default ``optimizer.init(params)``).
+      progress: a tqdm bar advanced from inside the compiled loop.
+
+    Returns:
+      :class:`VIResult`.
+
+    Pure and jittable; jit it once with the callables bound, e.g.
+    ``jax.jit(functools.partial(bayes.fit_vi, energy, optimizer=opt, num_steps=3000, batch_size=512))``,
+    then call that with ``(params, data, key=..., alive=...)``.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+    num_steps = check_positive_int(num_steps, "num_steps")
+    check_key(key)
     check_finite(params, "params")
     size = num_examples(data, "data")
-    alive = all_alive(data) if alive is None else alive
-    if alive.shape != (size,):
-        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.shape}.")
-    n = jnp.sum(alive) if n is None else n
-    opt_state = optimizer.init(params) if opt_state is None else opt_state
+    alive = all_alive(data) if alive is None else jnp.asarray(alive)
+    if alive.shape != (size,) or alive.dtype != jnp.bool_:
+        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
+    batch_size = _check_batch_size(alive, batch_size)
+    check_alive_count(alive, batch_size)
+    n = jnp.sum(alive)
+    step = make_step(with_key(lambda p, batch, k: energy.energy(p, batch, n, k)), optimizer)
+    if opt_state is None:
+        state = init_train_state(params, optimizer)
+    else:
+        state = TrainState(params, {}, opt_state, jnp.zeros((), jnp.int32))
 
-    def body(carry, k):
-        p, s = carry
+    def body(st, k):
         k_batch, k_noise = jax.random.split(k)
-        batch = take(data, draw_indices(k_batch, alive, batch_size))
-        loss, grads = jax.value_and_grad(energy.energy)(p, batch, n, k_noise)
-        updates, s = optimizer.update(grads, s, p)
-        return (optax.apply_updates(p, updates), s), loss
+        return step(st, take(data, _top_k(k_batch, alive, batch_size)), k_noise)
 
-    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), jax.random.split(key, num_steps))
-    return VIResult(params, opt_state, losses)
+    state, losses = scan_steps(body, state, jax.random.split(key, num_steps), progress=progress,
+                               desc="Bayes by Backprop")
+    return VIResult(state.params, state.opt_state, losses)

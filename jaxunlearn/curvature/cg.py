@@ -4,12 +4,14 @@ Solves ``(H + damping I) x = v`` with ``H`` the Hessian of ``loss_fn(., batch)``
 on one full (or large fixed) batch, using ``jax.scipy.sparse.linalg.cg`` on
 pytrees with HVPs as the matrix. CG needs ``H + damping I`` positive definite;
 the relative residual ``||(H + d I) x - v|| / ||v||`` is checked after the
-solve and a solve that did not converge raises :class:`CGConvergenceError`.
+solve and a solve that did not converge raises :class:`CGConvergenceError`
+(staged with :func:`jaxunlearn._validation.raise_if`: under ``jaxunlearn.jit``
+it keeps its class). :func:`cg` is a pure, traceable function and is not
+jitted on its own: jit the computation that calls it.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -39,16 +41,6 @@ def _cg_error(residual, limit):
     )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _cg_core(loss_fn, params, v, batch, damping, tol, maxiter):
-    def matvec(x):
-        return otu.tree_add_scale(hvp(loss_fn, params, x, batch), damping, x)
-
-    x, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=maxiter)
-    residual = otu.tree_norm(otu.tree_sub(matvec(x), v)) / (otu.tree_norm(v) + 1e-30)
-    return x, residual
-
-
 def cg(
     loss_fn: LossFn,
     params: Any,
@@ -60,8 +52,26 @@ def cg(
     maxiter: int | None = None,
     max_residual: float = 1e-2,
 ) -> CGResult:
-    """Solve ``(H + damping I) x = v`` by CG with HVPs on ``batch``; raise if the residual stays above ``max_residual``."""
+    """Solve ``(H + damping I) x = v`` by CG with HVPs on ``batch``; raise if the residual stays above ``max_residual``.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``; ``H`` is its Hessian at ``params``.
+      v: the right-hand side, a pytree like ``params``.
+      batch: the data ``H`` is taken on (any pytree ``loss_fn`` accepts).
+      damping: ``d >= 0`` added to the diagonal (may be a traced scalar).
+      tol, maxiter: passed to ``jax.scipy.sparse.linalg.cg``.
+      max_residual: largest accepted ``||(H + d I) x - v|| / ||v||``; above it (or
+        non-finite) :class:`CGConvergenceError` is raised, also under ``jaxunlearn.jit``.
+
+    Returns:
+      :class:`CGResult`.
+    """
     check_same_structure(params, v, "params", "v")
-    x, residual = _cg_core(loss_fn, params, v, batch, damping, tol, maxiter)
+
+    def matvec(x):
+        return otu.tree_add_scale(hvp(loss_fn, params, x, batch), damping, x)
+
+    x, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=maxiter)
+    residual = otu.tree_norm(otu.tree_sub(matvec(x), v)) / (otu.tree_norm(v) + 1e-30)
     raise_if(~jnp.isfinite(residual) | (residual > max_residual), _cg_error, residual, jnp.asarray(max_residual))
     return CGResult(x, residual)

@@ -1,20 +1,26 @@
 """Inverse-Hessian-vector products by the truncated Neumann series (LiSSA).
 
-Agarwal, Bullins & Hazan (2017); the form used by Bayesian Inference
-Forgetting (Fu et al. 2021, section 1.3 of our reference notes) and MCMC
-unlearning (Fu et al., ICLR 2022):
+Agarwal, Bullins & Hazan, "Second-Order Stochastic Optimization for Machine
+Learning in Linear Time" (JMLR 2017); the form used by Bayesian Inference
+Forgetting (Fu, He, Xu & Tao, arXiv 2101.06417) and MCMC unlearning (Fu, He &
+Tao, ICLR 2022):
 
     h_0 = v,    h_t = v + (1 - d) h_{t-1} - s H_{b_t} h_{t-1},    t = 1..T
 
 with a fresh minibatch ``b_t`` of the remaining data at every step.
 For a fixed positive-definite ``H`` the fixed point is ``(d I + s H)^{-1} v``,
 so the result ``s h_T`` approximates ``(H + (d/s) I)^{-1} v``; with ``d = 0``
-(the seeds' choice) it is ``H^{-1} v``. The series converges only when every
+(the choice of both Bayesian forgetting papers) it is ``H^{-1} v``. The series converges only when every
 eigenvalue of ``I - d - s H`` lies in (-1, 1), that is when
 ``0 < s * lambda_max(H) < 2 - d``.
 
 With ``scale=None`` the scale is set to ``1 / (safety * lambda_max)``, with
-``lambda_max`` estimated by power iteration on the first few batches.
+``lambda_max`` estimated by power iteration on the first few batches, started
+from random directions drawn with the caller's ``key`` (required then).
+
+Nothing here is jitted on its own: :func:`lissa` is a pure, traceable
+function, so jit the computation that calls it (``jaxunlearn.jit`` keeps the
+class of :class:`LissaDivergenceError` under ``jit``).
 
 Divergence check: for a convergent recursion every eigen-component of
 ``h_t`` is a partial sum of a geometric series with ratio of magnitude at most
@@ -25,14 +31,13 @@ curvature it met and a scale (or damping) that would work.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_same_structure, raise_if
+from jaxunlearn._validation import check_key, check_same_structure, is_concrete, raise_if
 from jaxunlearn.curvature.eigen import top_eigenvalue
 from jaxunlearn.curvature.products import LossFn, hvp
 
@@ -81,14 +86,16 @@ def _select(data: Any, batch: Any) -> Any:
 
 
 def estimate_scale(
-    loss_fn: LossFn, params: Any, batches: Any, *, data: Any = None, key: jax.Array | None = None,
+    loss_fn: LossFn, params: Any, batches: Any, *, key: jax.Array, data: Any = None,
     num_batches: int = 4, num_iters: int = 20, safety: float = 1.1,
 ) -> jax.Array:
     """``1 / (safety * max_b |lambda_max(H_b)|)`` over the first ``num_batches`` batches of ``batches``.
 
-    ``batches`` has a leading step axis (as for :func:`lissa` with one repeat).
+    ``batches`` has a leading step axis (as for :func:`lissa` with one repeat);
+    ``key`` draws the start direction of each batch's power iteration
+    (:func:`jaxunlearn.curvature.top_eigenvalue`).
     """
-    key = jax.random.key(0) if key is None else key
+    check_key(key)
     k = min(num_batches, jax.tree.leaves(batches)[0].shape[0])
     first = jax.tree.map(lambda a: a[:k], batches)
     eig = jax.vmap(lambda b, kk: top_eigenvalue(loss_fn, params, _select(data, b), kk, num_iters).eigenvalue)(
@@ -97,7 +104,6 @@ def estimate_scale(
     return 1.0 / (safety * jnp.max(jnp.abs(eig)))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6))
 def _neumann(loss_fn, params, v, stacked, data, scale, damping):
     """The recursion, vmapped over repeats; returns ``(mean_r s h_T, norms, curvature)``."""
 
@@ -141,11 +147,12 @@ def lissa(
         index arrays into ``data``.
       data: optional pytree of arrays that index batches select from.
       scale: ``s``; ``None`` estimates it by power iteration (see module doc).
-      damping: ``d`` in the recursion.
+      damping: ``d`` in the recursion, in ``[0, 1)`` (may be a traced scalar).
       num_repeats: independent recursions, run in parallel with ``jax.vmap``
         and averaged.
-      key: PRNG key for the power iteration (default ``jax.random.key(0)``).
-      check: raise :class:`LissaDivergenceError` when the recursion diverges.
+      key: PRNG key of the power iteration; required with ``scale=None``, unused otherwise.
+      check: raise :class:`LissaDivergenceError` when the recursion diverges
+        (staged with :func:`jaxunlearn._validation.raise_if`, so also under ``jit``).
 
     Returns:
       :class:`LissaResult`.
@@ -158,21 +165,25 @@ def lissa(
         raise ValueError(
             f"with num_repeats={num_repeats}, batches need leading axes [num_repeats, depth, ...]; got {lead}."
         )
-    if not (0.0 <= damping < 1.0):
+    if is_concrete(damping) and not (0.0 <= float(damping) < 1.0):
         raise ValueError(f"damping must lie in [0, 1), got {damping}.")
     stacked = batches if num_repeats > 1 else jax.tree.map(lambda a: a[None], batches)
     depth = jax.tree.leaves(stacked)[0].shape[1]
     if depth < 1:
         raise ValueError("batches hold no step: pass at least one minibatch (depth >= 1).")
     if scale is None:
+        if key is None:
+            raise ValueError("scale=None estimates the scale by power iteration from random directions: "
+                             "pass key=jax.random.key(...), or pass scale explicitly.")
         scale = estimate_scale(loss_fn, params, jax.tree.map(lambda a: a[0], stacked), data=data, key=key)
     scale = jnp.asarray(scale, dtype=jnp.result_type(*jax.tree.leaves(v)))
 
-    ihvp, norms, curvature = _neumann(loss_fn, params, v, stacked, data, scale, float(damping))
+    damping = jnp.asarray(damping, scale.dtype)
+    ihvp, norms, curvature = _neumann(loss_fn, params, v, stacked, data, scale, damping)
     if check:
         bound = 2.0 * (depth + 1) * otu.tree_norm(v)
         last = jnp.max(norms[:, -1])
         worst = jnp.argmax(norms[:, -1])
         diverged = ~jnp.all(jnp.isfinite(norms)) | (last > bound)
-        raise_if(diverged, _divergence_error, scale, jnp.asarray(damping), last, bound, curvature[worst, -1])
+        raise_if(diverged, _divergence_error, scale, damping, last, bound, curvature[worst, -1])
     return LissaResult(ihvp, scale, norms, curvature)

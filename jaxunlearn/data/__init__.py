@@ -1,10 +1,10 @@
-"""Data: embedded and tfds datasets, the seeds' synthetic mixture, forget scenarios, batching.
+"""Data: embedded and tfds datasets, the original papers' synthetic mixture, forget scenarios, batching.
 
 Datasets live on the host as numpy (:class:`Dataset`, ``x`` NHWC float32 and
 int32 ``y``); batches go to the device as jax arrays.
 
 * Embedded, no download: :func:`load_digits` (scikit-learn's 1,797 8x8
-  digits) and :func:`make_gmm2d` (the Bayesian seeds' 2-D mixture, with
+  digits) and :func:`make_gmm2d` (the Bayesian forgetting papers' 2-D mixture, with
   :func:`gmm2d_removal_indices`).
 * tensorflow-datasets, offline from an existing ``data_dir``:
   :func:`load_mnist`, :func:`load_fashion_mnist`, :func:`load_cifar10`,

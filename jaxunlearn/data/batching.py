@@ -230,7 +230,7 @@ def stack_batches(
       indices: candidate indices into ``data`` (e.g. ``split.retain_train_idx``);
         default all ``range(n)``. The result indexes ``data`` either way.
       mode: ``"epochs"`` (default): successive shuffled epochs, each cut into
-        ``n // batch_size`` full batches (the Bayesian seeds' ``DataSampler``:
+        ``n // batch_size`` full batches (the Bayesian forgetting papers' ``DataSampler``:
         a shuffled ``drop_last`` loader restarted when exhausted);
         ``"independent"``: each batch an independent draw without replacement;
         ``"replacement"``: i.i.d. uniform indices.

@@ -1,4 +1,4 @@
-"""The synthetic 2-D Gaussian mixture of the Bayesian seeds and its removal set.
+"""The synthetic 2-D Gaussian mixture of the Bayesian forgetting papers and its removal set.
 
 Reference: original-algorithms.md section 1.6 (BIF) and 2.2 (MCMC unlearning,
 same data): ``n = 2000`` points from ``K = 4`` clusters, seed 23498353.
@@ -54,7 +54,7 @@ def gmm2d_covariances(num_clusters: int = GMM_NUM_CLUSTERS) -> np.ndarray:
 def make_gmm2d(
     n: int = GMM_NUM_POINTS, *, seed: int = GMM_SEED, num_clusters: int = GMM_NUM_CLUSTERS, prior_std: float = 2.0,
 ) -> GMMData:
-    """Sample the seeds' synthetic 2-D mixture (see module doc).
+    """Sample the original papers' synthetic 2-D mixture (see module doc).
 
     Args:
       n: number of points (2000 in the originals).
@@ -68,7 +68,7 @@ def make_gmm2d(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
     if num_clusters < 4:
-        raise ValueError(f"num_clusters must be >= 4 (the seeds shift centres 1 and 3), got {num_clusters}.")
+        raise ValueError(f"num_clusters must be >= 4 (the originals shift centres 1 and 3), got {num_clusters}.")
     rs = np.random.RandomState(seed)
     var = float(prior_std) ** 2
     coef = rs.rand() * np.sqrt(var) * np.sqrt(var)
@@ -90,7 +90,7 @@ def make_gmm2d(
 def gmm2d_removal_indices(
     dataset: Dataset, num_removed: int = GMM_NUM_REMOVED, *, seed: int | None = 0,
 ) -> np.ndarray:
-    """The seeds' removal set: ``num_removed // 2`` points of cluster 0 with the largest ``x[0]``
+    """The original papers' removal set: ``num_removed // 2`` points of cluster 0 with the largest ``x[0]``
     and the remaining ``num_removed - num_removed // 2`` of cluster 2 with the smallest ``x[1]``.
 
     Args:

@@ -168,6 +168,13 @@ class ForgetSplit:
         return self.train.take(self.full_train_idx, name=f"{self.train.name}[retain+forget]")
 
     @property
+    def full_train_request(self) -> np.ndarray:
+        """The forget examples' positions in :attr:`full_train` (its last ``n_f`` examples): the request that
+        forgets them from a method initialised on ``full_train``."""
+        start = self.retain_train_idx.size
+        return np.arange(start, start + self.forget_train_idx.size)
+
+    @property
     def retain_idx(self) -> np.ndarray:
         """Alias of :attr:`retain_train_idx`."""
         return self.retain_train_idx
@@ -340,7 +347,7 @@ def random_split(
 def class_subset_split(
     train: Dataset, test: Dataset | None, forget_class: int | str, num_forget: int, *, seed: int = 0,
 ) -> ForgetSplit:
-    """Forget ``num_forget`` random training examples of one class (the Bayesian seeds' BNN removal sets).
+    """Forget ``num_forget`` random training examples of one class (the Bayesian forgetting papers' BNN removal sets).
 
     The forget set is ``permutation(class examples)[:num_forget]`` under
     ``np.random.default_rng(seed)``, kept in that order (the removal order);
@@ -383,7 +390,7 @@ def indices_split(train: Dataset, test: Dataset | None, forget_indices: Any) -> 
 def gmm2d_split(
     *, seed: int = GMM_SEED, num_removed: int = GMM_NUM_REMOVED, removal_seed: int | None = 0, n: int = 2000,
 ) -> ForgetSplit:
-    """The Bayesian seeds' GMM experiment: :func:`make_gmm2d` data with its removal set to forget.
+    """The Bayesian forgetting papers' GMM experiment: :func:`make_gmm2d` data with its removal set to forget.
 
     No test set (the originals evaluate on the remaining and the removed points):
     ``forget_test`` is the removal set, ``retain_test`` is empty.

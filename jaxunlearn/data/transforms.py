@@ -4,7 +4,7 @@
   reproduced bit for bit (same filter taps, the same 22-bit fixed-point
   arithmetic and rounding, horizontal pass first, rounding to uint8 after each
   pass). torchvision's ``Resize(32)`` applied to the PIL image, as the Bayesian
-  seeds do before ``ToTensor``, is this function.
+  forgetting code does before ``ToTensor``, is this function.
 * :func:`resize_float` is the same separable bilinear filter in floating point
   (no rounding); for upsampling it equals ``torch.nn.functional.interpolate(
   mode='bilinear', align_corners=False)``, which torchvision uses on tensors

@@ -20,6 +20,7 @@ on), and the metrics compare it with the retrained model:
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Any, Callable
 
 import jax
@@ -74,6 +75,11 @@ def _train(module, train: Dataset, config: ForgettingConfig, key, desc: str, pro
     return variables
 
 
+def method_key(key: jax.Array, name: str) -> jax.Array:
+    """The key of method ``name``: ``fold_in(key, crc32(name))``, independent of which other methods run."""
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
 def _warm_time(fn: Callable[[], Any], warm: bool) -> tuple[Any, float]:
     """``fn()`` and its wall time; with ``warm`` a first untimed call compiles, so the time excludes compilation."""
     if warm:
@@ -110,21 +116,20 @@ def run_seed(config: ForgettingConfig, seed: int, *, progress: bool = True,
     )
     ctx = MethodContext(module, original, split, train.num_classes, input_shape, config.epochs,
                         config.batch_size, config.learning_rate)
-    init_data = {"retain": split.retain_train.arrays, "full_train": split.full_train.arrays}
+    data, request = split.full_train.arrays, split.full_train_request
     rows = []
-    for i, name in enumerate(resolve_methods(config.methods)):
+    for name in resolve_methods(config.methods):
         if name == "original":
             params, variables, seconds = original["params"], original, 0.0
         elif name == "retrain":
             params, variables, seconds = retrained["params"], retrained, retrain_seconds
         else:
-            spec = build_method(name, ctx)
-            k = jax.random.fold_in(k_methods, i)
-            data = (init_data[spec.init_data],) if spec.init_data else ()
+            unlearner = build_method(name, ctx)
+            k_init, k_update = jax.random.split(method_key(k_methods, name))
 
-            def run(spec=spec, k=k, data=data):
-                state = spec.unlearner.init(original["params"], *data, key=k)
-                return spec.unlearner.update(original["params"], split.forget_train.arrays, state, key=k)[0]
+            def run(unlearner=unlearner, k_init=k_init, k_update=k_update):
+                state = unlearner.init(original["params"], data, key=k_init)
+                return unlearner.update(original["params"], request, state, key=k_update)[0]
 
             params, seconds = _warm_time(run, config.warm_timing)
             variables = original

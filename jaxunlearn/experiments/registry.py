@@ -1,8 +1,11 @@
 """The methods the forgetting comparison runs, each configured from one :class:`MethodContext`.
 
-A builder turns the trained model (module, variables) and the training recipe
-into an :class:`jaxunlearn.methods.Unlearner` plus the data its ``init``
-takes. Hyperparameters are the originals' defaults where those carry over to
+The methods come from the library's one registry
+(:mod:`jaxunlearn.methods.registry`), built for the trained model as a
+:class:`~jaxunlearn.methods.registry.ClassifierProblem`; this module only
+holds the comparison's settings. Every method's ``init`` receives the full
+training set in SSD's order (``split.full_train``) and one request, the
+positions of the forget examples in it (``split.full_train_request``). Hyperparameters are the originals' defaults where those carry over to
 any model (SSD's lambda and alpha, SCRUB's schedule, Bad Teacher's 30 %
 retain fraction); learning rates and epoch counts that the originals set for
 ResNet-18 on CIFAR are scaled to the small models of the embedded data and say
@@ -15,9 +18,11 @@ from typing import Any, Callable, NamedTuple
 
 import optax
 
-from jaxunlearn import methods, models
+from jaxunlearn import models
 from jaxunlearn.data import ForgetSplit
+from jaxunlearn.methods.base import Unlearner
 from jaxunlearn.methods.lipschitz import train_mode_apply
+from jaxunlearn.methods.registry import ClassifierProblem, build
 from jaxunlearn.train.optim import torch_sgd
 
 
@@ -34,97 +39,43 @@ class MethodContext(NamedTuple):
     learning_rate: float
 
 
-class MethodSpec(NamedTuple):
-    """``unlearner`` and the data its ``init`` receives (``"retain"``, ``"full_train"`` or ``None``)."""
-
-    unlearner: methods.Unlearner
-    init_data: str | None
-
-
-def _loss(ctx: MethodContext) -> Callable:
-    return models.classifier_loss(ctx.module, ctx.variables)
-
-
-def _logits(ctx: MethodContext) -> Callable:
-    return models.logits_fn(ctx.module, ctx.variables)
+def problem(ctx: MethodContext) -> ClassifierProblem:
+    """The trained classifier of ``ctx`` as the pure functions the methods take (JiT in train mode)."""
+    return ClassifierProblem(
+        loss_fn=models.classifier_loss(ctx.module, ctx.variables),
+        logits_fn=models.logits_fn(ctx.module, ctx.variables),
+        init_fn=_init_fn(ctx),
+        num_classes=ctx.num_classes,
+        train_apply=train_mode_apply(ctx.module, ctx.variables),
+    )
 
 
 def _init_fn(ctx: MethodContext) -> Callable:
-    return lambda key: models.create(
-        _model_name(ctx), num_classes=ctx.num_classes, input_shape=ctx.input_shape, key=key
-    )[1]["params"]
+    name = {v: k for k, v in models.MODELS.items()}.get(type(ctx.module), "mlp")
+    return lambda key: models.create(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape, key=key)[1]["params"]
 
 
-def _model_name(ctx: MethodContext) -> str:
-    return {v: k for k, v in models.MODELS.items()}.get(type(ctx.module), "mlp")
+def settings(name: str, ctx: MethodContext) -> dict:
+    """The settings of method ``name`` in the comparison (tuned for the embedded data; see :data:`NOTES`)."""
+    b = ctx.batch_size
+    return {
+        "finetune": dict(optimizer=torch_sgd(0.02, momentum=0.9, weight_decay=5e-4), num_epochs=5, batch_size=b),
+        "neggrad": dict(optimizer=torch_sgd(0.01, momentum=0.9, weight_decay=5e-4), num_epochs=2, batch_size=b),
+        "neggrad+": dict(optimizer=optax.sgd(0.05), beta=0.8, num_epochs=1, batch_size=b),
+        "amnesiac": dict(optimizer=optax.adam(3 * ctx.learning_rate), num_epochs=3, batch_size=128),
+        "bad_teacher": dict(optimizer=optax.adam(3 * ctx.learning_rate), num_epochs=3, batch_size=256),
+        "scrub": dict(optimizer=torch_sgd(0.05, momentum=0.9, weight_decay=5e-4, clip_norm=1.0), alpha=0.001,
+                      gamma=0.99, batch_size=b),
+        "influence": dict(solver="cg", damping=1e-2),
+        "ssd": dict(alpha=10.0, lambda_=1.0),
+        "lfssd": dict(alpha=10.0, lambda_=1.0),
+        "jit": dict(sigma=0.5, eta=3e-4, batch_size=128),
+    }[name]
 
 
-def _ssd(ctx):
-    return MethodSpec(methods.ssd(_loss(ctx), alpha=10.0, lambda_=1.0), "full_train")
-
-
-def _lfssd(ctx):
-    return MethodSpec(methods.lfssd(_logits(ctx), alpha=10.0, lambda_=1.0), "full_train")
-
-
-def _jit(ctx):
-    apply_fn = train_mode_apply(ctx.module, ctx.variables)
-    return MethodSpec(methods.lipschitz(apply_fn, sigma=0.5, eta=3e-4, batch_size=128), None)
-
-
-def _finetune(ctx):
-    opt = torch_sgd(0.02, momentum=0.9, weight_decay=5e-4)
-    return MethodSpec(methods.finetune(_loss(ctx), opt, num_epochs=5, batch_size=ctx.batch_size), "retain")
-
-
-def _neggrad(ctx):
-    opt = torch_sgd(0.01, momentum=0.9, weight_decay=5e-4)
-    return MethodSpec(methods.neggrad(_loss(ctx), opt, num_epochs=2, batch_size=ctx.batch_size), "retain")
-
-
-def _neggrad_plus(ctx):
-    opt = optax.sgd(0.05)
-    return MethodSpec(methods.neggrad_plus(_loss(ctx), opt, beta=0.8, num_epochs=1, batch_size=ctx.batch_size), "retain")
-
-
-def _amnesiac(ctx):
-    opt = optax.adam(3 * ctx.learning_rate)
-    spec = methods.amnesiac(_loss(ctx), opt, num_classes=ctx.num_classes, num_epochs=3, batch_size=128)
-    return MethodSpec(spec, "retain")
-
-
-def _bad_teacher(ctx):
-    opt = optax.adam(3 * ctx.learning_rate)
-    return MethodSpec(methods.bad_teacher(_logits(ctx), _init_fn(ctx), opt, num_epochs=3, batch_size=256), "retain")
-
-
-def _scrub(ctx):
-    opt = torch_sgd(0.05, momentum=0.9, weight_decay=5e-4, clip_norm=1.0)
-    return MethodSpec(methods.scrub(_logits(ctx), opt, alpha=0.001, gamma=0.99, batch_size=ctx.batch_size), "retain")
-
-
-def _influence(ctx):
-    logits = _logits(ctx)
-    gauss_newton = (lambda p, batch: logits(p, batch[0]),
-                    lambda out, batch: models.per_example_cross_entropy(out, batch[1]).mean())
-    return MethodSpec(methods.influence(_loss(ctx), solver="cg", damping=1e-2, gauss_newton=gauss_newton), "retain")
-
-
-BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
-    "finetune": _finetune,
-    "neggrad": _neggrad,
-    "neggrad+": _neggrad_plus,
-    "amnesiac": _amnesiac,
-    "bad_teacher": _bad_teacher,
-    "scrub": _scrub,
-    "influence": _influence,
-    "ssd": _ssd,
-    "lfssd": _lfssd,
-    "jit": _jit,
-}
-
-#: Every method of the comparison; "original" and "retrain" are the two reference rows.
-ALL_METHODS = ("original", "retrain", *BUILDERS)
+#: The methods of the comparison, in table order; "original" and "retrain" are the two reference rows.
+COMPARED = ("finetune", "neggrad", "neggrad+", "amnesiac", "bad_teacher", "scrub", "influence", "ssd", "lfssd", "jit")
+ALL_METHODS = ("original", "retrain", *COMPARED)
 
 NOTES = {
     "finetune": "5 epochs SGD 0.02, momentum 0.9, wd 5e-4 (as the SSD reference)",
@@ -140,10 +91,11 @@ NOTES = {
 }
 
 
-def build_method(name: str, ctx: MethodContext) -> MethodSpec:
-    if name not in BUILDERS:
+def build_method(name: str, ctx: MethodContext) -> Unlearner:
+    """Method ``name`` of :data:`COMPARED`, configured for the trained model of ``ctx``."""
+    if name not in COMPARED:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(ALL_METHODS)} (or 'all').")
-    return BUILDERS[name](ctx)
+    return build(name, problem(ctx), **settings(name, ctx))
 
 
 def resolve_methods(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

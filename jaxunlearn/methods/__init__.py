@@ -1,4 +1,4 @@
-"""Unlearning methods, one module each, every one an :class:`Unlearner` (init/update pair).
+"""Unlearning methods, one module each, every one an :class:`Unlearner` on one contract (:mod:`.base`).
 
 Classifier unlearning: :func:`ssd` / :func:`lfssd` (Selective Synaptic
 Dampening), :func:`lipschitz` (JiT), :func:`influence` (Newton removal), and
@@ -9,12 +9,14 @@ Bayesian: :func:`vi_forgetting`, :func:`mcmc_forgetting` and the
 
 Each function is exported under its module's name (``methods.ssd`` is the
 function); import a module's other names from the module itself, e.g.
-``from jaxunlearn.methods.lipschitz import train_mode_apply``.
+``from jaxunlearn.methods.lipschitz import train_mode_apply``. Every method is
+also in :mod:`jaxunlearn.methods.registry` by name, built from the model it
+unlearns.
 """
 
 from jaxunlearn.methods.amnesiac import amnesiac
 from jaxunlearn.methods.bad_teacher import bad_teacher
-from jaxunlearn.methods.base import Unlearner, unlearn
+from jaxunlearn.methods.base import DataState, Request, Unlearner, unlearn
 from jaxunlearn.methods.finetune import finetune
 from jaxunlearn.methods.influence import influence
 from jaxunlearn.methods.lipschitz import lipschitz
@@ -27,7 +29,7 @@ from jaxunlearn.methods.ssd import lfssd, ssd
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
 
 __all__ = [
-    "Unlearner", "amnesiac", "bad_teacher", "finetune", "importance_sampling", "influence", "lfssd", "lipschitz",
-    "mcmc_forgetting", "neggrad", "neggrad_plus", "retrain", "scrub", "selective_amnesia", "ssd", "unlearn",
-    "vi_forgetting",
+    "DataState", "Request", "Unlearner", "amnesiac", "bad_teacher", "finetune", "importance_sampling", "influence",
+    "lfssd", "lipschitz", "mcmc_forgetting", "neggrad", "neggrad_plus", "retrain", "scrub", "selective_amnesia",
+    "ssd", "unlearn", "vi_forgetting",
 ]

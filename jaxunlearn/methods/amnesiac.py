@@ -24,14 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
-from jaxunlearn.train.inputs import (
-    check_positive_int,
-    forget_request,
-    num_classes_of,
-    request_key,
-)
-from jaxunlearn.train.loop import fit, init_train_state, params_only
+from jaxunlearn._validation import check_positive_int
+from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.iterative import iterative_unlearner, train_epochs
+from jaxunlearn.train.loop import params_only, weighted_mean
 
 
 def random_other_labels(key: Any, labels: jax.Array, num_classes: int) -> jax.Array:
@@ -48,44 +44,39 @@ def amnesiac(
     loss_fn: Callable[[Any, Any], jax.Array],
     optimizer: optax.GradientTransformation | None = None,
     *,
-    num_classes: int | None = None,
+    num_classes: int,
     num_epochs: int = 3,
     batch_size: int = 128,
-    progress: bool = False,
 ) -> Unlearner:
     """Random-label unlearning (module docstring).
 
     Args:
       loss_fn: ``loss_fn(params, (x, y)) -> scalar`` mean loss (cross-entropy for classifiers).
       optimizer: default ``optax.adam(1e-4)`` (PyTorch Adam defaults).
-      num_classes: ``C``; when ``None`` it is read from ``forget_data.num_classes`` of a ``Dataset``.
+      num_classes: ``C``, the classes the random labels are drawn from (labels are checked against it).
       num_epochs: passes over ``D'`` (3). batch_size: 128.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
-      full retain set (``Dataset`` or ``(x, y)``) and the key; ``update(params, forget_data,
-      state, *, key=None) -> (params, state)`` relabels the forget set with one key, builds
-      ``D'`` and trains on it (shuffled) from ``params`` with a fresh optimizer state.
+      ``Unlearner``: ``init(params, data, *, key)`` stores the training data;
+      ``update(params, request, state, *, key) -> (params, state, IterativeInfo)`` relabels the
+      requested examples with ``label_key`` (``key`` splits into ``label_key, train_key``), and
+      trains on ``D'`` = relabelled forget examples plus the examples alive after the request,
+      shuffled, from ``params`` with a fresh optimizer state.
     """
     optimizer = optax.adam(1e-4) if optimizer is None else optimizer
-    train_loss = params_only(loss_fn)  # built once: repeated requests reuse the compiled epoch
+    num_classes = check_positive_int(num_classes, "num_classes")
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
+    train_loss = params_only(weighted_mean(loss_fn))
 
-    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
-        classes = num_classes_of(forget_data, num_classes, "forget_data")
-        x_f, y_f = forget_request(params, forget_data, state.retain[0])
-        run_key, next_key = request_key(state.key, key)
-        label_key, train_key = jax.random.split(run_key)
-        x_r, y_r = state.retain
-        data = (
-            jnp.concatenate([x_f, x_r.astype(x_f.dtype)]),
-            jnp.concatenate([random_other_labels(label_key, y_f, classes), y_r.astype(jnp.int32)]),
-        )
-        train_state, _ = fit(
-            train_loss, optimizer, init_train_state(params, optimizer), data,
-            batch_size=batch_size, num_epochs=num_epochs, key=train_key, progress=progress, desc="amnesiac",
-        )
-        return train_state.params, state._replace(key=next_key)
+    def run(params, req, state, key):
+        label_key, train_key = jax.random.split(key)
+        (x_f, y_f), (x, y) = req.forget, state.store.data
+        data = (jnp.concatenate([x_f, x]),
+                jnp.concatenate([random_other_labels(label_key, y_f, num_classes), y.astype(jnp.int32)]))
+        mask = jnp.concatenate([jnp.ones(y_f.shape, bool), req.retain])
+        train_state, losses = train_epochs(train_loss, optimizer, params, data, key=train_key,
+                                           batch_size=batch_size, num_epochs=num_epochs, mask=mask)
+        return train_state.params, losses
 
-    return Unlearner(init_retain_state, update)
+    return iterative_unlearner(run, num_classes=num_classes, model_fn=loss_fn)

@@ -28,37 +28,34 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxunlearn._validation import check_number, check_positive_int
 from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.iterative import iterative_unlearner, train_epochs
 from jaxunlearn.train.classifier import batched_logits
-from jaxunlearn.train.inputs import (
-    as_arrays,
-    check_positive_int,
-    check_same_features,
-    ensure_finite,
-    key_or_default,
-    request_key,
-)
 from jaxunlearn.train.losses import KL_REDUCTIONS, kl_to_target
-from jaxunlearn.train.loop import fit, init_train_state, params_only
+from jaxunlearn.train.loop import params_only, weighted_mean
 
 
-class BadTeacherState(NamedTuple):
-    """What ``init`` precomputes.
+class BadTeacherExtra(NamedTuple):
+    """What ``init`` precomputes (``IterativeState.extra``).
 
-    ``retain_x``: [N_r, ...] retained inputs; ``retain_logits``: [N_r, C] the frozen
-    competent teacher's (the original model's) logits on them; ``incompetent_params``:
-    the randomly initialised teacher; ``key``: PRNG key for the next request.
+    ``teacher_logits``: [N, C] the frozen competent teacher's (the original model's) logits on
+    every training example; ``incompetent_params``: the randomly initialised teacher.
     """
 
-    retain_x: jax.Array
-    retain_logits: jax.Array
+    teacher_logits: jax.Array
     incompetent_params: Any
-    key: jax.Array
 
 
-def _inputs(data: Any, name: str) -> jax.Array:
-    data = as_arrays(data, name)
-    return jnp.asarray(data[0] if isinstance(data, (tuple, list)) else data)
+def random_subset(key: jax.Array, mask: jax.Array, fraction: float) -> jax.Array:
+    """A uniformly random ``floor(fraction * count)`` of the examples where ``mask`` is true, as a bool mask.
+
+    Static shapes: the alive examples are ranked by a uniform draw and the first ones kept.
+    """
+    rank = jax.random.uniform(key, mask.shape)
+    position = jnp.argsort(jnp.argsort(jnp.where(mask, rank, 2.0 + rank)))
+    keep = jnp.floor(fraction * jnp.sum(mask)).astype(jnp.int32)
+    return mask & (position < keep)
 
 
 def bad_teacher(
@@ -73,7 +70,7 @@ def bad_teacher(
     kl_reduction: str = "batchmean",
     incompetent_logits_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
     eval_batch_size: int = 1024,
-    progress: bool = False,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Bad Teacher distillation (module docstring).
 
@@ -89,59 +86,46 @@ def bad_teacher(
       incompetent_logits_fn: the incompetent teacher's forward pass when its architecture
         differs; default ``logits_fn``.
       eval_batch_size: chunk size of the teacher forward passes.
+      num_classes: checks the labels given to ``init``.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> BadTeacherState`` freezes the
-      competent teacher by computing its logits on ``D_r`` once, and draws the incompetent
-      teacher from ``init_fn`` with ``key`` (``jax.random.key(0)`` when ``None``);
-      ``update(params, forget_data, state, *, key=None) -> (params, state)`` draws ``S_r``,
-      computes the incompetent teacher's targets on ``forget_data`` (``Dataset``, ``(x, y)``
-      or ``x``; labels are not used) and distils the student starting from ``params``.
+      ``Unlearner``: ``init(params, data, *, key)`` freezes the competent teacher by computing its
+      logits on every training example once and draws the incompetent teacher from
+      ``init_fn(key)``; ``update(params, request, state, *, key) -> (params, state, IterativeInfo)``
+      draws ``S_r`` among the examples alive after the request (``key`` splits into
+      ``subset_key, train_key``), targets the incompetent teacher on the requested examples and
+      distils the student from ``params``.
     """
     if kl_reduction not in KL_REDUCTIONS:
         raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}; got {kl_reduction!r}.")
-    if not 0.0 <= float(retain_fraction) <= 1.0:
-        raise ValueError(f"retain_fraction must lie in [0, 1]; got {retain_fraction}.")
+    retain_fraction = check_number(retain_fraction, "retain_fraction", low=0.0, high=1.0)
+    temperature = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
     optimizer = optax.adam(1e-4) if optimizer is None else optimizer
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
     eval_batch_size = check_positive_int(eval_batch_size, "eval_batch_size")
     incompetent_fn = logits_fn if incompetent_logits_fn is None else incompetent_logits_fn
 
-    def init(params: Any, retain_data: Any, *, key: Any = None) -> BadTeacherState:
-        ensure_finite(params, "params")
-        teacher_key, next_key = jax.random.split(key_or_default(key))
-        x_r = _inputs(retain_data, "retain_data")
-        retain_logits = batched_logits(logits_fn, params, x_r, eval_batch_size)
-        return BadTeacherState(x_r, retain_logits, init_fn(teacher_key), next_key)
+    def prepare(params, data, key):
+        return BadTeacherExtra(batched_logits(logits_fn, params, data[0], eval_batch_size), init_fn(key))
 
     def loss(params, batch):
         x, target = batch
         return kl_to_target(logits_fn(params, x), target, temperature=temperature, reduction=kl_reduction)
 
-    train_loss = params_only(loss)  # built once: repeated requests reuse the compiled epoch
+    train_loss = params_only(weighted_mean(loss))
 
-    def update(params: Any, forget_data: Any, state: BadTeacherState, *, key: Any = None) -> tuple[Any, BadTeacherState]:
-        x_f = _inputs(forget_data, "forget_data")
-        ensure_finite(params, "params")
-        check_same_features(state.retain_x, x_f, "retain_data", "forget_data")
-        run_key, next_key = request_key(state.key, key)
-        subset_key, train_key = jax.random.split(run_key)
-        n_r = state.retain_x.shape[0]
-        keep = int(retain_fraction * n_r)
-        idx = jax.random.permutation(subset_key, n_r)[:keep]
-        forget_target = jax.nn.softmax(
-            batched_logits(incompetent_fn, state.incompetent_params, x_f, eval_batch_size) / temperature, axis=-1
-        )
-        retain_target = jax.nn.softmax(jnp.take(state.retain_logits, idx, axis=0) / temperature, axis=-1)
-        data = (
-            jnp.concatenate([x_f, jnp.take(state.retain_x, idx, axis=0).astype(x_f.dtype)]),
-            jnp.concatenate([forget_target, retain_target.astype(forget_target.dtype)]),
-        )
-        train_state, _ = fit(
-            train_loss, optimizer, init_train_state(params, optimizer), data,
-            batch_size=batch_size, num_epochs=num_epochs, key=train_key, progress=progress, desc="bad teacher",
-        )
-        return train_state.params, state._replace(key=next_key)
+    def run(params, req, state, key):
+        subset_key, train_key = jax.random.split(key)
+        x_f, x = req.forget[0], state.store.data[0]
+        extra = state.extra
+        forget_logits = batched_logits(incompetent_fn, extra.incompetent_params, x_f, eval_batch_size)
+        data = (jnp.concatenate([x_f, x]),
+                jax.nn.softmax(jnp.concatenate([forget_logits, extra.teacher_logits]) / temperature, axis=-1))
+        mask = jnp.concatenate([jnp.ones(x_f.shape[:1], bool), random_subset(subset_key, req.retain, retain_fraction)])
+        train_state, losses = train_epochs(train_loss, optimizer, params, data, key=train_key,
+                                           batch_size=batch_size, num_epochs=num_epochs, mask=mask)
+        return train_state.params, losses
 
-    return Unlearner(init, update)
+    return iterative_unlearner(run, prepare=prepare, num_classes=num_classes,
+                               model_fn=lambda p, batch: logits_fn(p, batch[0]))

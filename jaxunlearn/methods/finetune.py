@@ -18,9 +18,9 @@ from typing import Any, Callable
 import jax
 import optax
 
-from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
-from jaxunlearn.train.inputs import check_positive_int, forget_request, request_key
-from jaxunlearn.train.loop import fit, init_train_state, params_only
+from jaxunlearn._validation import check_positive_int
+from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.iterative import iterative_unlearner, retain_training
 from jaxunlearn.train.optim import torch_sgd
 
 
@@ -30,38 +30,25 @@ def finetune(
     *,
     num_epochs: int = 5,
     batch_size: int = 64,
-    progress: bool = False,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Fine-tune on the retained data (module docstring).
 
     Args:
-      loss_fn: ``loss_fn(params, (x, y)) -> scalar``, the mean loss over the batch.
+      loss_fn: ``loss_fn(params, (x, y)) -> scalar``, the mean loss over the batch (eval mode).
       optimizer: optax optimizer; default ``torch_sgd(0.02, momentum=0.9, weight_decay=5e-4)``.
       num_epochs: passes over ``D_r`` (default 5); 0 returns the parameters unchanged.
       batch_size: minibatch size (64, the SSD code's full/sub-class loaders).
-      progress: tqdm bar over epochs (eager calls only).
+      num_classes: checks the labels given to ``init`` (a ``Dataset`` brings its own).
 
     Returns:
-      ``Unlearner``:
-      ``init(params, retain_data, *, key=None) -> RetainState`` stores the retain set
-      (``Dataset`` or ``(x, y)``) and the key (``jax.random.key(0)`` when ``None``);
-      ``update(params, forget_data, state, *, key=None) -> (params, state)`` validates the
-      request (``forget_data`` is not trained on: fine-tuning only sees ``D_r``) and trains
-      ``num_epochs`` epochs on the stored retain set, starting from ``params`` with a fresh
-      optimizer state. ``update`` is jittable on ``(x, y)`` arrays.
+      ``Unlearner`` (:mod:`jaxunlearn.methods.base`): ``init(params, data, *, key)`` stores the
+      training data; ``update(params, request, state, *, key) -> (params, state, IterativeInfo)``
+      trains ``num_epochs`` shuffled epochs on the examples still alive after the request (``D_r``),
+      from ``params`` with a fresh optimizer state. The forget examples are never trained on.
     """
     optimizer = torch_sgd(0.02, momentum=0.9, weight_decay=5e-4) if optimizer is None else optimizer
-    train_loss = params_only(loss_fn)  # built once: repeated requests reuse the compiled epoch
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
-
-    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
-        forget_request(params, forget_data, state.retain[0])
-        run_key, next_key = request_key(state.key, key)
-        train_state, _ = fit(
-            train_loss, optimizer, init_train_state(params, optimizer), state.retain,
-            batch_size=batch_size, num_epochs=num_epochs, key=run_key, progress=progress, desc="finetune",
-        )
-        return train_state.params, state._replace(key=next_key)
-
-    return Unlearner(init_retain_state, update)
+    run = retain_training(loss_fn, optimizer, batch_size=batch_size, num_epochs=num_epochs)
+    return iterative_unlearner(run, num_classes=num_classes, model_fn=loss_fn)

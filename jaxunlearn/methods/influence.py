@@ -34,8 +34,8 @@ The inverse-HVP solves ``(H_r + damping I) x = v``:
   the chunk).
 * ``solver="lissa"``: the stochastic Neumann series
   (:func:`jaxunlearn.curvature.lissa`) on ``lissa_depth`` random retain
-  minibatches of ``lissa_batch_size``; needs a PRNG key. Its damping ``d`` is set
-  to ``damping * scale`` so that both solvers invert the same matrix.
+  minibatches of ``lissa_batch_size``, drawn from the call's ``key``. Its damping
+  ``d`` is set to ``damping * scale`` so that both solvers invert the same matrix.
 
 Non-convex networks have indefinite Hessians: use damping, or
 ``gauss_newton=(apply_fn, loss_on_outputs)`` to replace ``H_r`` by the
@@ -44,10 +44,16 @@ generalised Gauss-Newton matrix ``J^T H_L J`` of
 cross-entropy). The Gauss-Newton curvature covers the output loss only: add
 the Hessian of an L2 penalty ``(c/2)||theta||^2`` (``c I``) to ``damping``.
 
-``init(params, retain_data)`` stores the retain data (an ``(x, y)`` pytree of
-arrays ``[n_r, ...]``); ``update(params, forget_data, state)`` makes one
-removal. For a sequence of requests pass the shrinking retain set with
-``update(..., retain_data=...)``.
+Contract (:mod:`jaxunlearn.methods.base`): ``init(params, data, *, key)``
+keeps the training data ``D`` with an ``alive`` mask; ``update(params, request,
+state, *, key)`` takes ``D_f`` = the requested examples and ``D_r`` = the
+examples alive after the request. ``D_r`` keeps the static shape ``[N, ...]``
+of the data: ``L_r`` is the weighted mean ``sum_i w_i l_i / n_r`` with
+``w_i = 1`` on the alive examples (``n_r = sum_i w_i``, a traced count), each
+example presented to ``loss_fn`` as a batch of one
+(:func:`jaxunlearn.train.loop.weighted_mean`). So a sequence of requests
+inverts the Hessian of the shrinking retain set, and one compiled ``update``
+serves every request of the same size.
 """
 
 from __future__ import annotations
@@ -59,27 +65,32 @@ import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_finite, check_same_structure, num_examples, raise_if
+from jaxunlearn._validation import check_fits_model, check_same_structure, raise_if
+from jaxunlearn.bayes.minibatch import draw_indices
 from jaxunlearn.curvature import cg, chunked_sum, estimate_scale, lissa
 from jaxunlearn.curvature.products import LossFn
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, open_request, public
+from jaxunlearn.train.loop import Weighted, weighted_mean
 
 SOLVERS = ("cg", "lissa")
 GRADIENTS = ("forget", "retain")
 
 
 class InfluenceState(NamedTuple):
-    """State of :func:`influence`.
+    """State of :func:`influence`: ``store``, the training data and the ``alive`` mask."""
 
-    ``retain_data``: the data whose Hessian is inverted; ``residual``: relative
-    residual ``||(H + d I) x - v|| / ||v||`` of the last CG solve (NaN for LiSSA);
-    ``step_norm``: ``||theta_new - theta||`` of the last request; ``num_requests``.
+    store: DataState
+
+
+class InfluenceInfo(NamedTuple):
+    """Diagnostics of one request.
+
+    ``residual``: relative residual ``||(H + d I) x - v|| / ||v||`` of the CG solve
+    (NaN for LiSSA); ``step_norm``: ``||theta_new - theta||``.
     """
 
-    retain_data: Any
     residual: jax.Array
     step_norm: jax.Array
-    num_requests: jax.Array
 
 
 def gauss_newton_loss(
@@ -100,14 +111,23 @@ def gauss_newton_loss(
     return loss
 
 
-def chunked_mean_loss(loss_fn: LossFn, chunk_size: int) -> LossFn:
-    """``L(p, data) = sum_c (|B_c| / N) loss_fn(p, B_c)`` over chunks of ``chunk_size``: the mean loss over ``data``,
-    with each chunk rematerialised (``jax.checkpoint``) so gradients and HVPs keep one chunk's activations."""
+def weighted_retain_loss(loss_fn: LossFn, chunk_size: int | None = None) -> LossFn:
+    """``L(p, Weighted(data, w)) = sum_i w_i loss_fn(p, z_i) / max(sum_i w_i, 1)``: the mean loss over the
+    examples of weight 1, each presented as a batch of one (:func:`jaxunlearn.train.loop.weighted_mean`).
 
-    def loss(p, data):
-        n = num_examples(data)
-        body = jax.checkpoint(lambda b: loss_fn(p, b) * (jax.tree.leaves(b)[0].shape[0] / n))
-        return chunked_sum(lambda b, _: body(b), data, chunk_size)
+    With ``chunk_size`` the sum runs over chunks of that many examples, each rematerialised
+    (``jax.checkpoint``), so gradients and HVPs keep one chunk's activations.
+    """
+    mean = weighted_mean(loss_fn)
+    if chunk_size is None:
+        return mean
+
+    def loss(p, weighted):
+        def chunk_sum(chunk):  # sum_i w_i l_i over the chunk (weighted_mean times the chunk's weight)
+            return mean(p, chunk) * jnp.sum(chunk.weights)
+
+        total = chunked_sum(lambda chunk, _: jax.checkpoint(chunk_sum)(Weighted(*chunk)), tuple(weighted), chunk_size)
+        return total / jnp.maximum(jnp.sum(weighted.weights), 1.0)
 
     return loss
 
@@ -127,6 +147,7 @@ def influence(
     lissa_batch_size: int = 64,
     lissa_repeats: int = 1,
     lissa_scale: float | None = None,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Newton / influence-function removal (module doc) as an :class:`Unlearner`.
 
@@ -141,11 +162,12 @@ def influence(
       cg_tol, cg_maxiter, cg_max_residual: passed to :func:`jaxunlearn.curvature.cg`.
       lissa_depth, lissa_batch_size, lissa_repeats, lissa_scale: LiSSA steps, minibatch,
         independent recursions, and scale (``None``: estimated by power iteration).
+      num_classes: checks the labels of the data given to ``init`` against ``0..num_classes-1``.
 
     Returns:
-      ``Unlearner(init, update)``: ``init(params, retain_data) -> InfluenceState``;
-      ``update(params, forget_data, state, *, key=None, retain_data=None) -> (params, state)``
-      (``key`` required by LiSSA).
+      ``Unlearner(init, update)``: ``init(params, data, *, key) -> InfluenceState`` (``data``: the
+      training data) and ``update(params, request, state, *, key) -> (params, InfluenceState,
+      InfluenceInfo)``; the key draws LiSSA's minibatches and power iteration (CG ignores it).
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
@@ -164,67 +186,65 @@ def influence(
     ):
         raise TypeError("gauss_newton must be a pair (apply_fn, loss_on_outputs) of callables, or None.")
 
-    def init(params: Any, retain_data: Any, *, key: Any = None) -> InfluenceState:
-        del key  # deterministic; accepted so every Unlearner.init takes the same arguments
-        num_examples(retain_data, "retain_data")
-        check_finite(params)
-        nan = jnp.asarray(jnp.nan, jnp.float32)
-        return InfluenceState(retain_data, nan, nan, jnp.zeros((), jnp.int32))
-
     def curvature_loss_at(params):
+        """The loss of ``Weighted`` batches whose Hessian (at ``params``) is inverted."""
         loss = loss_fn if gauss_newton is None else gauss_newton_loss(*gauss_newton, params)
-        if solver == "cg" and hessian_batch_size is not None:
-            loss = chunked_mean_loss(loss, hessian_batch_size)
-        return loss
-
-    @jax.jit
-    def direction(params, forget_data, retain):
-        """``v`` with ``step = (H_r + damping I)^{-1} v`` (module doc)."""
-        if gradient == "forget":
-            n_f, n_r = jax.tree.leaves(forget_data)[0].shape[0], jax.tree.leaves(retain)[0].shape[0]
-            return otu.tree_scale(n_f / n_r, jax.grad(loss_fn)(params, forget_data))
-        retain_loss = loss_fn if hessian_batch_size is None else chunked_mean_loss(loss_fn, hessian_batch_size)
-        return otu.tree_scale(-1.0, jax.grad(retain_loss)(params, retain))
+        return weighted_retain_loss(loss, hessian_batch_size if solver == "cg" else None)
 
     def inverse_hvp(params, v, retain, key):
-        if solver == "cg":
-            # not wrapped in jit here: on concrete inputs a failed solve raises CGConvergenceError itself
-            result = cg(curvature_loss_at(params), params, v, retain, damping=damping, tol=cg_tol,
-                        maxiter=cg_maxiter, max_residual=cg_max_residual)
-            return result.ihvp, result.residual
-        if key is None:
-            raise ValueError("solver='lissa' samples retain minibatches: pass key=jax.random.key(...) to update.")
+        """``(H_r + damping I)^{-1} v`` and the CG residual (NaN for LiSSA)."""
         curvature_loss = curvature_loss_at(params)
-        n_r = num_examples(retain, "retain_data")
+        if solver == "cg":
+            result = cg(curvature_loss, params, v, retain, damping=damping, tol=cg_tol, maxiter=cg_maxiter,
+                        max_residual=cg_max_residual)
+            return result.ihvp, result.residual
+        n = retain.weights.shape[0]
         index_key, scale_key = jax.random.split(key)
-        shape = (lissa_repeats, lissa_depth, min(lissa_batch_size, n_r))
-        indices = jax.random.randint(index_key, shape, 0, n_r)
+        keys = jax.random.split(index_key, (lissa_repeats, lissa_depth))
+        # minibatches of distinct retained examples, never a forgotten one
+        indices = jax.vmap(jax.vmap(lambda k: draw_indices(k, retain.weights > 0, min(lissa_batch_size, n))))(keys)
         scale = lissa_scale
         if scale is None:
             scale = estimate_scale(curvature_loss, params, indices[0], data=retain, key=scale_key)
-        d = damping * scale
+        d = damping * jnp.asarray(scale)
         raise_if(d >= 1.0, lambda value: ValueError(
             f"LiSSA damping * scale = {float(value):.3g} must stay below 1: lower damping or lissa_scale."), d)
         result = lissa(curvature_loss, params, v, indices if lissa_repeats > 1 else indices[0], data=retain,
                        scale=scale, damping=d, num_repeats=lissa_repeats)
-        return result.ihvp, jnp.asarray(jnp.nan, jnp.float32)
+        return result.ihvp, jnp.full((), jnp.nan, jnp.result_type(result.scale))
 
-    def update(params: Any, forget_data: Any, state: InfluenceState, *, key=None, retain_data=None):
-        if not isinstance(state, InfluenceState):
-            raise TypeError(f"state must be the InfluenceState returned by init, got {type(state).__name__}.")
-        retain = state.retain_data if retain_data is None else retain_data
-        num_examples(forget_data, "forget_data")
-        num_examples(retain, "retain_data")
-        check_finite(params)
-        forget_data, retain = jax.tree.map(jnp.asarray, (forget_data, retain))  # host numpy -> device arrays
-        v = direction(params, forget_data, retain)
+    def request_step(params, request, state, key):
+        req = open_request(state.store, request)
+        dtype = jnp.result_type(*jax.tree.leaves(params))
+        retain = Weighted(state.store.data, req.retain.astype(dtype))
+        n_r = jnp.sum(retain.weights)
+        raise_if(n_r == 0, lambda: ValueError(
+            "request: no example would remain after it, and the Newton step needs the retained data D_r; "
+            "retrain from scratch instead of forgetting every example."))
+        if gradient == "forget":  # v = (n_f / n_r) grad L_f
+            n_f = req.indices.shape[0]
+            v = otu.tree_scale(n_f / n_r, jax.grad(loss_fn)(params, req.forget))
+        else:  # v = -grad L_r
+            v = otu.tree_scale(-1.0, jax.grad(weighted_retain_loss(loss_fn, hessian_batch_size))(params, retain))
         check_same_structure(params, v, "params", "gradient")
         step, residual = inverse_hvp(params, v, retain, key)
-        new_params = otu.tree_add(params, step)
-        new_state = InfluenceState(
-            state.retain_data, jnp.asarray(residual, jnp.float32),
-            jnp.asarray(otu.tree_norm(step), jnp.float32), state.num_requests + 1,
-        )
-        return new_params, new_state
+        info = InfluenceInfo(residual, otu.tree_norm(step))
+        return otu.tree_add(params, step), InfluenceState(state.store._replace(alive=req.retain)), info
+
+    core = jax.jit(request_step)  # compiled once per unlearner and request size
+
+    @public
+    def init(params: Any, data: Any, *, key: jax.Array) -> InfluenceState:
+        """Keep the training ``data`` with every example alive (deterministic: ``key`` is unused)."""
+        store = init_data_state(data, "data", num_classes=num_classes)
+        check_fits_model(loss_fn, params, store.data, "data")
+        return InfluenceState(store)
+
+    @public
+    def update(params: Any, request: Any, state: InfluenceState, *, key: jax.Array):
+        """One Newton removal of the examples ``request`` (indices into ``init``'s data); see :func:`influence`."""
+        if not isinstance(state, InfluenceState):
+            raise TypeError(f"state must be the InfluenceState returned by init, got {type(state).__name__}.")
+        return core(params, request, state, key)
 
     return Unlearner(init, update)

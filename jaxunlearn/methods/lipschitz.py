@@ -15,16 +15,18 @@ For each forget batch ``x`` (``B`` examples, in data order, batches of
 on logits ``f`` (norms over the flattened logits and inputs; ``sg`` = stop
 gradient: no gradient flows through the perturbed branch). ``L`` is a *sum*
 over the batch. One plain-SGD step ``theta <- theta - eta * g`` per batch, one
-pass over the forget data (``num_epochs=1``; the original's ``n_epochs`` is
-unused). A term whose input distance is zero (the clip undid the whole
+pass over the forget data in request order (``num_epochs=1``; the original's
+``n_epochs`` is unused). The steps run on the library's one training loop,
+:func:`jaxunlearn.train.loop.fit` (``shuffle=False``). A term whose input distance is zero (the clip undid the whole
 perturbation) contributes zero, and the norm of a zero logit difference has
 gradient zero, where the original would produce NaN.
 
 The original's two quirks are options that default to the original:
 
 * ``accumulate_grads=True``: gradients are zeroed once before the loop, never
-  inside it, so the step at batch ``k`` uses ``g_1 + ... + g_k``. With
-  ``False`` each step uses its own gradient ``g_k``.
+  inside it, so the step at batch ``k`` uses ``g_1 + ... + g_k``: the optax
+  optimizer ``chain(trace(decay=1), scale(-eta))``. With ``False`` each step
+  uses its own gradient ``g_k``: ``optax.sgd(eta)``.
 * ``train_mode=True``: the model is never put in eval mode, so dropout is on
   and each of the ``1 + N`` forwards of a batch gets its own dropout mask
   (batch norm would use batch statistics). ``apply_fn`` is then called as
@@ -48,9 +50,19 @@ sigma = 0.1, eta = 0.01, N = 25, and are this function's defaults. A GitHub
 issue reports collapse of a ViT to chance with sigma 0.8, eta 1.5 (the
 accumulated gradients times a large eta).
 
-Noise is reproducible: ``update`` draws it from an explicit PRNG key, or takes
-it as an array ``noise[N, n, ...]`` aligned with the ``n`` forget inputs
-(batch ``k`` uses ``noise[:, k*B:(k+1)*B]``; the same noise every epoch).
+Keys and noise: step ``t`` of the loop gets ``k_t = fold_in(step_key, t)``
+from :func:`~jaxunlearn.train.loop.fit` (``step_key`` derived from the call's
+``key``); the noise of the batch is ``normal(fold_in(k_t, 0))`` and the
+train-mode forwards use ``fold_in(k_t, 1)`` (see :func:`lipschitz_loss`). The
+noise can instead be injected, ``update(..., noise=eps)`` with
+``eps[N, k, ...]`` aligned with the ``k`` requested examples; it travels
+through the loop with the inputs, so batch ``b`` uses ``eps[:, bB:(b+1)B]``
+(the same noise every epoch).
+
+Contract (:mod:`jaxunlearn.methods.base`): zero-shot, so ``init(params, data,
+*, key)`` only keeps the training data to look the forget examples up;
+``update(params, request, state, *, key, noise=None)`` runs JiT on
+``data[request]``. Integer inputs (``uint8`` images) are cast to float.
 """
 
 from __future__ import annotations
@@ -61,10 +73,11 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax.tree_utils as otu
+import optax
 
-from jaxunlearn._validation import check_finite, num_examples
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn._validation import check_fits_model
+from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, open_request, public
+from jaxunlearn.train.loop import fit, init_train_state, with_key
 
 PAPER_SETTINGS = {
     ("full_class", "vit"): {"sigma": 0.8, "eta": 1.5},
@@ -77,15 +90,14 @@ PAPER_SETTINGS = {
 
 
 class LipschitzState(NamedTuple):
-    """State of :func:`lipschitz`.
+    """State of :func:`lipschitz`: ``store``, the training data and the ``alive`` mask (zero-shot: nothing else)."""
 
-    ``key``: PRNG key for the next request (``None`` when none was given);
-    ``num_steps``: SGD steps taken over all requests; ``losses``: the loss of
-    every step of the last request, ``[num_epochs * num_batches]``.
-    """
+    store: DataState
 
-    key: Any
-    num_steps: jax.Array
+
+class LipschitzInfo(NamedTuple):
+    """Diagnostics of one request: ``losses``, the JiT loss of every step, ``[num_epochs * num_batches]``."""
+
     losses: jax.Array
 
 
@@ -109,12 +121,12 @@ def train_mode_apply(module: Any, variables: dict, *, rng_collection: str = "dro
 
 
 def _inputs(data: Any) -> jax.Array:
+    """The inputs ``x`` of ``(x, y, ...)`` or of ``x`` alone, as floats (integer images are cast)."""
     x = data[0] if isinstance(data, (tuple, list)) else data
     if not hasattr(x, "shape"):
-        raise TypeError(
-            f"forget_data must be an input array x [n, ...] or a tuple (x, y, ...); got {type(x).__name__}."
-        )
-    return jnp.asarray(x)
+        raise TypeError(f"data must be an input array x [n, ...] or a tuple (x, y, ...); got {type(x).__name__}.")
+    x = jnp.asarray(x)
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _safe_norm(a: jax.Array) -> jax.Array:
@@ -191,6 +203,7 @@ def lipschitz(
     train_mode: bool = True,
     num_epochs: int = 1,
     sample_batch: int | None = None,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """JiT Lipschitz unlearning (module doc) as an :class:`Unlearner`.
 
@@ -206,12 +219,14 @@ def lipschitz(
       train_mode: the original's train-mode quirk (dropout on).
       num_epochs: passes over the forget data (original: 1); 0 leaves params unchanged.
       sample_batch: memory bound for the ``N`` perturbed forwards (see :func:`lipschitz_loss`).
+      num_classes: checks the labels of the data given to ``init`` (zero-shot: labels are not used).
 
     Returns:
-      ``Unlearner(init, update)``: ``init(params, retain_data=None, *, key=None)`` (zero-shot:
-      ``retain_data`` is ignored) and ``update(params, forget_data, state, *, key=None, noise=None)``.
-      ``update`` draws noise and dropout keys from ``key`` or else ``state.key``; with
-      ``noise`` given and ``train_mode=False`` no key is needed.
+      ``Unlearner(init, update)``: ``init(params, data, *, key) -> LipschitzState`` (zero-shot: the
+      data are kept only to look the forget examples up) and
+      ``update(params, request, state, *, key, noise=None) -> (params, LipschitzState, LipschitzInfo)``.
+      ``key`` gives the noise (unless ``noise`` is given) and the dropout keys of train mode;
+      ``noise``: optional ``[num_samples, k, ...]``, aligned with the ``k`` requested examples.
     """
     for name, value, positive in (("sigma", sigma, True), ("eta", eta, False)):
         number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
@@ -232,78 +247,52 @@ def lipschitz(
             "build such a function with jaxunlearn.methods.lipschitz.train_mode_apply(module, variables), or pass "
             "train_mode=False to use an eval-mode logits_fn(params, x)."
         )
+    # the original's never-zeroed gradients: the update is -eta times the running sum of gradients
+    optimizer = optax.chain(optax.trace(decay=1.0), optax.scale(-eta)) if accumulate_grads else optax.sgd(eta)
 
     def forward(params, x, key):
         return apply_fn(params, x, key) if train_mode else apply_fn(params, x)
 
-    def init(params: Any, retain_data: Any = None, *, key: jax.Array | None = None) -> LipschitzState:
-        del retain_data  # zero-shot
-        check_finite(params)
-        return LipschitzState(key, jnp.zeros((), jnp.int32), jnp.zeros((0,), jnp.float32))
+    def batch_loss(params, batch, key):
+        """JiT loss of one batch of the loop: ``x`` alone (noise from the step key) or ``(x, noise [B, N, ...])``."""
+        if isinstance(batch, tuple):
+            x, eps = batch[0], jnp.moveaxis(batch[1], 1, 0)
+        else:
+            x = batch
+            eps = jax.random.normal(jax.random.fold_in(key, 0), (num_samples,) + x.shape, x.dtype)
+        forward_key = jax.random.fold_in(key, 1) if train_mode else None
+        return lipschitz_loss(forward, params, x, eps, sigma=sigma, key=forward_key, sample_batch=sample_batch)
 
-    def update(params: Any, forget_data: Any, state: LipschitzState, *, key=None, noise=None):
+    def request_step(params, request, state, key, noise):
+        req = open_request(state.store, request)
+        x = _inputs(req.forget)
+        if noise is not None and noise.shape != (num_samples,) + x.shape:
+            raise ValueError(
+                f"noise must have shape [num_samples, k, ...] = {(num_samples,) + x.shape} (k: the requested "
+                f"examples, ...: their shape), got {noise.shape}."
+            )
+        data = x if noise is None else (x, jnp.moveaxis(noise.astype(x.dtype), 0, 1))
+        trained, history = fit(
+            with_key(batch_loss), optimizer, init_train_state(params, optimizer), data,
+            batch_size=batch_size, num_epochs=num_epochs, key=key, shuffle=False, progress=False,
+        )
+        info = LipschitzInfo(history["step_loss"].reshape(-1))
+        return trained.params, LipschitzState(state.store._replace(alive=req.retain)), info
+
+    core = jax.jit(request_step)  # compiled once per unlearner, request size and noise/no noise
+
+    @public
+    def init(params: Any, data: Any, *, key: jax.Array) -> LipschitzState:
+        """Keep the training ``data`` (``x`` or ``(x, y, ...)``) to look the forget examples up."""
+        store = init_data_state(data, "data", num_classes=num_classes)
+        check_fits_model(lambda p, batch: forward(p, _inputs(batch), key), params, store.data, "data")
+        return LipschitzState(store)
+
+    @public
+    def update(params: Any, request: Any, state: LipschitzState, *, key: jax.Array, noise: Any = None):
+        """JiT on the examples ``request`` (indices into ``init``'s data); see :func:`lipschitz`."""
         if not isinstance(state, LipschitzState):
             raise TypeError(f"state must be the LipschitzState returned by init, got {type(state).__name__}.")
-        x = _inputs(forget_data)
-        n = num_examples(x, "forget_data")
-        check_finite(params)
-        if noise is not None:
-            noise = jnp.asarray(noise, x.dtype)
-            want = (num_samples, n) + x.shape[1:]
-            if noise.shape != want:
-                raise ValueError(f"noise must have shape [num_samples, n, ...] = {want}, got {noise.shape}.")
-        key = state.key if key is None else key
-        if key is None and (noise is None or train_mode):
-            raise ValueError(
-                "lipschitz needs a PRNG key for its Gaussian noise"
-                + (" and dropout masks" if train_mode else "")
-                + ": pass key=jax.random.key(...) to init or update"
-                + ("" if train_mode else ", or pass noise explicitly")
-                + "."
-            )
-        if key is not None:
-            request_key, next_key = jax.random.split(key)
-        else:
-            request_key, next_key = None, None
-        new_params, losses = _run(params, x, noise, request_key)
-        num_batches = -(-n // min(batch_size, n))
-        return new_params, LipschitzState(next_key, state.num_steps + num_epochs * num_batches, losses)
-
-    @jax.jit
-    def _run(params, x, noise, request_key):
-        n = x.shape[0]
-        b = min(batch_size, n)
-        full, rest = divmod(n, b)
-        num_batches = full + (1 if rest else 0)
-
-        def step(carry, inputs):
-            params, acc = carry
-            xb, eps, index = inputs
-            step_key = None if request_key is None else jax.random.fold_in(request_key, index)
-            if eps is None:
-                eps = jax.random.normal(jax.random.fold_in(step_key, 0), (num_samples,) + xb.shape, xb.dtype)
-            fkey = jax.random.fold_in(step_key, 1) if train_mode else None
-            loss, grads = jax.value_and_grad(
-                lambda p: lipschitz_loss(forward, p, xb, eps, sigma=sigma, key=fkey, sample_batch=sample_batch)
-            )(params)
-            acc = otu.tree_add(acc, grads) if accumulate_grads else grads
-            return (otu.tree_add_scale(params, -eta, acc), acc), loss
-
-        head_x = x[: full * b].reshape((full, b) + x.shape[1:])
-        head_eps = None
-        if noise is not None:
-            head_eps = jnp.moveaxis(noise[:, : full * b].reshape((num_samples, full, b) + x.shape[1:]), 1, 0)
-        carry = (params, otu.tree_zeros_like(params))
-        losses = []
-        for epoch in range(num_epochs):
-            indices = epoch * num_batches + jnp.arange(full)
-            carry, head_losses = jax.lax.scan(step, carry, (head_x, head_eps, indices))
-            losses.append(head_losses)
-            if rest:
-                tail_eps = None if noise is None else noise[:, full * b :]
-                carry, tail_loss = step(carry, (x[full * b :], tail_eps, epoch * num_batches + full))
-                losses.append(tail_loss[None])
-        all_losses = jnp.concatenate(losses) if losses else jnp.zeros((0,), jnp.float32)
-        return carry[0], all_losses
+        return core(params, request, state, key, None if noise is None else jnp.asarray(noise))
 
     return Unlearner(init, update)

@@ -2,9 +2,8 @@
 
 Fu, He, Xu & Tao, "Bayesian Inference Forgetting" (2021), ``sgmcmcForgetter``,
 and Fu, He & Tao, "Knowledge Removal in Sampling-based Bayesian Inference"
-(ICLR 2022), ``sgmcmcUnlearner.remove`` (the same algorithm); sections 1.4
-and 2.1 of our reference notes. The chain's distribution is treated as the
-optimum of an energy-based problem, so removing ``S'`` moves it by the *MCMC
+(ICLR 2022), ``sgmcmcUnlearner.remove`` (the same algorithm). The chain's
+distribution is treated as the optimum of an energy-based problem, so removing ``S'`` moves it by the *MCMC
 influence function* ``-H^{-1} E[grad sum_{S'} h]`` with both expectations
 taken along the chain::
 
@@ -15,24 +14,25 @@ taken along the chain::
     theta <- theta + s h_T
 
 with ``s = scaling0 / n`` and ``n`` the count *before* the removal. The
-sampler batches and the HVP batches are drawn from the current remaining set,
-which still contains ``S'``; afterwards ``S'`` is removed, ``n`` updated and,
-in the ICLR'22 BNN runs, the step size rescaled ``lr <- lr * n_old / n_new``
+sampler batches and the HVP batches are drawn from the points alive before the
+request, which still contain ``S'``; afterwards ``S'`` is removed, ``n`` set to
+the count of alive points and, in the ICLR'22 BNN runs, the step size rescaled ``lr <- lr * n_old / n_new``
 (keeps ``lr * n`` fixed; the GMM scripts do not rescale:
 ``rescale_step_size=False``). The correction is added after
 ``samp_T * (1 + iter_T)`` sampler steps on the remaining set, so part of the
 forgetting is continued sampling, exactly as in the originals. The sampler
 continues with the step size and friction it had at the end of training
-(``lr``, ``decay`` fixed in the state), as the originals restore them from
-the training checkpoint.
+(the configuration's ``lr`` and ``decay``: ``eta = lr * decay``), as the
+originals restore them from the training checkpoint.
 
 **Why not** :func:`jaxunlearn.curvature.lissa`: LiSSA runs a plain Neumann
 recursion at a *fixed* point ``params`` over a batch sequence known up front.
 Here the point at which each HVP is taken moves: the sampler state (position,
-SGHMC velocity, PRNG) is part of the recursion's carry, and every recursion
-step averages ``samp_T`` HVPs at ``samp_T`` successive chain states. So the
-recursion is its own ``jax.lax.scan`` (over ``iter_T``, with an inner scan
-over ``samp_T``), built on :func:`jaxunlearn.curvature.hvp`. Its divergence
+SGHMC velocity) is part of the recursion's carry, and every recursion step
+averages ``samp_T`` HVPs at ``samp_T`` successive chain states. So the
+recursion is its own loop (:func:`jaxunlearn.train.loop.scan_steps` over
+``iter_T``, with an inner one over ``samp_T``), built on
+:func:`jaxunlearn.curvature.hvp`. Its divergence
 check is LiSSA's bound ``||h_T|| <= 2 (iter_T + 1) ||v||`` and raises
 :class:`jaxunlearn.curvature.LissaDivergenceError`.
 
@@ -40,6 +40,15 @@ The **importance-sampling baseline** (ICLR'22 ``finetune.py``): for each
 removed chunk, remove it, rescale the step size, then take ``num_steps``
 further SG-MCMC steps (1000 in the original) on the remaining data
 (:func:`importance_sampling`).
+
+**Randomness** of one request: ``k_batches, k_noise = jax.random.split(key)``.
+The minibatch indices come from ``k_batches`` (:func:`draw_mcmc_batches` for
+MCMC forgetting, ``bayes.draw_batches(k_batches, alive_after, num_steps,
+batch_size)`` for the baseline); the sampler noise of the ``i``-th step of
+phase ``j`` uses ``jax.random.split(k_noise, (1 + iter_T, samp_T))[j, i]``
+(``jax.random.split(k_noise, num_steps)[i]`` for the baseline). ``update(...,
+batches=...)`` replaces only the indices (:class:`MCMCBatches`, or int
+``[num_steps, batch_size]`` for the baseline); the sampler noise stays keyed.
 
 Defaults of the originals: GMM ``scaling0 = 1, iter_T = 32, samp_T = 5, rm_bs = 4, batch 64``;
 BIF Fashion-MNIST SGLD ``scaling0 = 0.005``, SGHMC ``0.05``, ``iter_T = 64, samp_T = 5, rm_bs = 64, batch 128``;
@@ -52,38 +61,61 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax.tree_utils as otu
 
 from jaxunlearn import curvature
-from jaxunlearn._validation import check_finite, check_same_structure, num_examples, raise_if
+from jaxunlearn._validation import check_fits_model, check_number, check_positive_int, check_same_structure, raise_if
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.bayes.minibatch import all_alive, draw_indices, remove, take
+from jaxunlearn.bayes.minibatch import _check_batch_size, check_batches, draw_batches, take
 from jaxunlearn.bayes.samplers import Sampler, SamplerState
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods import base
+from jaxunlearn.train.loop import scan_steps
 
-__all__ = ["MCMCForgettingState", "MCMCInfluence", "mcmc_influence", "mcmc_forgetting", "importance_sampling"]
+__all__ = [
+    "ImportanceSamplingInfo", "MCMCBatches", "MCMCForgettingInfo", "MCMCForgettingState", "MCMCInfluence",
+    "draw_mcmc_batches", "importance_sampling", "mcmc_forgetting", "mcmc_influence",
+]
 
 
 class MCMCForgettingState(NamedTuple):
-    """State carried between removal requests.
+    """State carried between removal requests (the same for :func:`importance_sampling`).
 
     ``sampler``: the chain's :class:`~jaxunlearn.bayes.samplers.SamplerState`
-    (its position is replaced by ``params`` at each update); ``data``: the
-    whole dataset given to ``init``; ``alive``: bool ``[N]``; ``n``: int32
-    count of alive points; ``lr``: base step size (``eta = lr * decay``),
-    rescaled after removals when asked; ``decay``: the schedule factor the
-    sampler continues at; ``key``: PRNG key; ``last_norms``: ``||h_t||`` of the
-    last recursion (``[iter_T]``; zeros for the baseline).
+    (its position is replaced by ``params`` at each update); ``store``: the
+    data given to ``init`` and the ``alive`` mask; ``n``: int32 count of alive
+    points; ``lr``: base step size (``eta = lr * decay``), rescaled after
+    removals when asked.
     """
 
     sampler: SamplerState
-    data: Any
-    alive: jax.Array
+    store: base.DataState
     n: jax.Array
     lr: jax.Array
-    decay: jax.Array
-    key: jax.Array
-    last_norms: jax.Array
+
+
+class MCMCForgettingInfo(NamedTuple):
+    """``norms``: ``||h_t||`` of the request's recursion, ``[iter_T]``."""
+
+    norms: jax.Array
+
+
+class ImportanceSamplingInfo(NamedTuple):
+    """``drift``: ``||theta_t - theta_0||`` after each of the request's ``num_steps`` sampler steps."""
+
+    drift: jax.Array
+
+
+class MCMCBatches(NamedTuple):
+    """Minibatch indices of one MCMC forgetting request (indices into the data given to ``init``).
+
+    ``sample``: int ``[1 + iter_T, samp_T, B]``, the sampler steps' batches (row 0:
+    the steps that estimate ``v``; row ``t``: the steps of recursion step ``t``);
+    ``hvp``: int ``[iter_T, samp_T, B]``, the HVP batches.
+    """
+
+    sample: jax.Array
+    hvp: jax.Array
 
 
 class MCMCInfluence(NamedTuple):
@@ -103,68 +135,73 @@ def _divergence(last, bound):
     )
 
 
+def draw_mcmc_batches(key: jax.Array, alive: jax.Array, iter_T: int, samp_T: int, batch_size: int) -> MCMCBatches:
+    """The :class:`MCMCBatches` of one request, uniform over the ``alive`` points.
+
+    ``k_sample, k_hvp = jax.random.split(key)``; ``sample`` is
+    ``draw_batches(k_sample, alive, (1 + iter_T) * samp_T, batch_size)`` and ``hvp``
+    ``draw_batches(k_hvp, alive, iter_T * samp_T, batch_size)``, reshaped.
+    """
+    k_sample, k_hvp = jax.random.split(key)
+    sample = draw_batches(k_sample, alive, (1 + iter_T) * samp_T, batch_size)
+    hvp = draw_batches(k_hvp, alive, iter_T * samp_T, batch_size)
+    return MCMCBatches(sample.reshape(1 + iter_T, samp_T, -1), hvp.reshape(iter_T, samp_T, -1))
+
+
 def mcmc_influence(
     energy: Energy,
     sampler: Sampler,
     sampler_state: SamplerState,
     forget_batch: Any,
     data: Any,
-    alive: jax.Array,
+    batches: MCMCBatches,
     n: Any,
     lr: Any,
     decay: Any,
     key: jax.Array,
     *,
     scaling0: float,
-    iter_T: int,
-    samp_T: int,
-    batch_size: int,
     check: bool = True,
 ) -> MCMCInfluence:
-    """The MCMC influence recursion of the module docstring, interleaved with sampler steps, in ``lax.scan``.
+    """The MCMC influence recursion of the module docstring, interleaved with sampler steps.
 
     ``energy`` must be deterministic (an SG-MCMC energy); ``sampler`` is built
-    on ``energy.energy``. Batches come from the ``alive`` points of ``data``.
+    on ``energy.energy``; ``batches`` (:class:`MCMCBatches`) index ``data`` and
+    fix ``iter_T`` and ``samp_T``; ``n`` is the count the energy uses and
+    ``s = scaling0 / n``; ``key`` is the sampler-noise key (step ``i`` of phase
+    ``j`` uses ``jax.random.split(key, (1 + iter_T, samp_T))[j, i]``). Pure and jittable.
     """
-    if energy.stochastic:
-        raise ValueError("energy is stochastic (a variational network): MCMC forgetting needs a point-weight energy.")
-    if scaling0 <= 0 or iter_T < 1 or samp_T < 1 or batch_size < 1:
-        raise ValueError(
-            f"need scaling0 > 0, iter_T >= 1, samp_T >= 1, batch_size >= 1; got {scaling0}, {iter_T}, {samp_T}, "
-            f"{batch_size}."
-        )
+    iter_T, samp_T = batches.hvp.shape[:2]
     scale = jnp.asarray(scaling0, jnp.float32) / n
+    keys = jax.random.split(key, (1 + iter_T, samp_T))
 
-    def sample(st, k):
-        k_batch, k_step = jax.random.split(k)
-        batch = take(data, draw_indices(k_batch, alive, batch_size))
-        return sampler.step(k_step, st, batch, n, lr, decay)
+    def sample(st, idx, k):
+        return sampler.step(k, st, take(data, idx), n, lr, decay)
 
-    def grad_step(st, k):  # one sampler step, then the forget gradient at the new position
-        st = sample(st, k)
+    def grad_step(st, idx_key):  # one sampler step, then the forget gradient at the new position
+        st = sample(st, *idx_key)
         return st, jax.grad(energy.forget)(st.position, forget_batch)
 
-    k_v, k_rec = jax.random.split(key)
-    sampler_state, grads = jax.lax.scan(grad_step, sampler_state, jax.random.split(k_v, samp_T))
+    sampler_state, grads = scan_steps(grad_step, sampler_state, (batches.sample[0], keys[0]))
     v = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
 
     def scaled_energy(p, batch):
         return scale * energy.energy(p, batch, n)
 
-    def recursion_step(carry, k):
+    def recursion_step(carry, xs):
         st, h = carry
 
-        def inner(st_in, kk):  # sampler step on batch A, HVP on a different batch B at the new position
-            k_samp, k_hvp = jax.random.split(kk)
-            st_in = sample(st_in, k_samp)
-            batch_b = take(data, draw_indices(k_hvp, alive, batch_size))
-            return st_in, curvature.hvp(scaled_energy, st_in.position, h, batch_b)
+        def inner(st_in, x):  # sampler step on batch A, HVP on a different batch B at the new position
+            idx_a, idx_b, k = x
+            st_in = sample(st_in, idx_a, k)
+            return st_in, curvature.hvp(scaled_energy, st_in.position, h, take(data, idx_b))
 
-        st, hvps = jax.lax.scan(inner, st, jax.random.split(k, samp_T))
+        st, hvps = scan_steps(inner, st, xs)
         h_new = jax.tree.map(lambda vv, hh, hv: vv + hh - jnp.mean(hv, axis=0), v, h, hvps)
         return (st, h_new), otu.tree_norm(h_new)
 
-    (sampler_state, h), norms = jax.lax.scan(recursion_step, (sampler_state, v), jax.random.split(k_rec, iter_T))
+    (sampler_state, h), norms = scan_steps(recursion_step, (sampler_state, v),
+                                           (batches.sample[1:], batches.hvp, keys[1:]))
     if check:
         bound = 2.0 * (iter_T + 1) * otu.tree_norm(v)
         raise_if(~jnp.all(jnp.isfinite(norms)) | (norms[-1] > bound), _divergence, norms[-1], bound)
@@ -172,108 +209,160 @@ def mcmc_influence(
     return MCMCInfluence(delta, sampler_state, norms)
 
 
-def _make_init(sampler: Sampler, batch_size: int, depth: int):
-    def init(
-        params: Any, data: Any, *, key: jax.Array, lr: float, decay: float = 1.0,
-        sampler_state: SamplerState | None = None,
-    ) -> MCMCForgettingState:
-        """``data``: everything the chain conditions on; ``lr``, ``decay``: the step size the sampler continues
-        at (the end of training: ``eta = lr * decay``); ``sampler_state``: the training chain's state (SGHMC
-        velocity and step count), default a fresh ``sampler.init(params)``."""
-        check_finite(params, "params")
-        size = num_examples(data, "data")
-        if batch_size > size:
-            raise ValueError(f"batch_size={batch_size} exceeds the {size} points of data; lower batch_size.")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive (the sampler's step size before decay), got {lr}.")
+def _config_number(value: Any, name: str) -> float:
+    """A positive step-size setting as a Python float; ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+        value = float(value)
+    return check_number(value, name, low=0.0, low_inclusive=False)
+
+
+def _make_init(sampler: Sampler, batch_size: int, lr: float, decay: float):
+    @base.public
+    def init(params: Any, data: Any, *, key: jax.Array, sampler_state: SamplerState | None = None
+             ) -> MCMCForgettingState:
+        """``data``: everything the chain conditions on; ``sampler_state``: the training chain's state
+        (SGHMC velocity and step count), default a fresh ``sampler.init(params)``; ``key`` only serves
+        the shape check of ``data`` (one sampler step, evaluated abstractly)."""
+        store = base.init_data_state(data, "data")
+        _check_batch_size(store.alive, batch_size)
+        check_fits_model(lambda p, b: sampler.step(key, sampler.init(p), b, 1, lr, decay), params, store.data, "data")
         if sampler_state is None:
             sampler_state = sampler.init(params)
         else:
             check_same_structure(params, sampler_state.position, "params", "sampler_state.position")
-        data = jax.tree.map(jnp.asarray, data)
-        return MCMCForgettingState(
-            sampler_state._replace(position=params), data, all_alive(data), jnp.asarray(size, jnp.int32),
-            jnp.asarray(lr, jnp.float32), jnp.asarray(decay, jnp.float32), key, jnp.zeros((depth,)),
-        )
+        return MCMCForgettingState(sampler_state._replace(position=params), store,
+                                   jnp.asarray(store.alive.shape[0], jnp.int32), jnp.asarray(lr, jnp.float32))
 
     return init
 
 
-def _after_removal(state: MCMCForgettingState, alive, count: int, rescale: bool):
-    n_new = (state.n - count).astype(jnp.int32)
+def _after_removal(state: MCMCForgettingState, req: base.Request, rescale: bool):
+    """``(store, n, lr)`` after the request: ``n`` the count of alive points, ``lr * n_old / n_new`` if asked."""
+    n_new = jnp.sum(req.retain).astype(jnp.int32)
     lr = state.lr * (state.n / jnp.maximum(n_new, 1)) if rescale else state.lr
-    return alive, n_new, lr.astype(jnp.float32)
+    return state.store._replace(alive=req.retain), n_new, lr.astype(jnp.float32)
 
 
 def mcmc_forgetting(
     energy: Energy,
     sampler: Sampler,
     *,
+    lr: float,
+    decay: float = 1.0,
     scaling0: float,
     iter_T: int,
     samp_T: int,
     batch_size: int,
     rescale_step_size: bool = True,
     check: bool = True,
-) -> Unlearner:
+) -> base.Unlearner:
     """MCMC forgetting as an :class:`~jaxunlearn.methods.base.Unlearner` (module docstring).
 
-    ``init(params, data, *, key, lr, decay=1.0, sampler_state=None) -> MCMCForgettingState``.
-    ``update(params, forget_idx, state) -> (params, state)``: ``forget_idx`` a
-    1-D integer array of indices into ``data`` (one chunk of ``rm_bs``
-    points); the returned params are the corrected chain position, which the
-    state's sampler continues from. Jittable.
-    """
-    if scaling0 <= 0 or iter_T < 1 or samp_T < 1 or batch_size < 1:
-        raise ValueError(
-            f"need scaling0 > 0, iter_T >= 1, samp_T >= 1, batch_size >= 1; got {scaling0}, {iter_T}, {samp_T}, "
-            f"{batch_size}."
-        )
+    Args:
+      energy: a deterministic energy (:func:`jaxunlearn.bayes.bnn_energy`, :func:`jaxunlearn.bayes.gmm_energy`).
+      sampler: the chain's sampler, built on ``energy.energy``.
+      lr, decay: the step size the chain continues at (the end of training: ``eta = lr * decay``; both ``> 0``).
+      scaling0: ``s * n`` of the recursion (``> 0``). iter_T: recursion depth.
+      samp_T: sampler steps (and HVPs) averaged per recursion step. batch_size: minibatch size.
+      rescale_step_size: ``lr <- lr * n_old / n_new`` after each request (ICLR'22 BNN runs).
+      check: raise :class:`jaxunlearn.curvature.LissaDivergenceError` when the recursion diverges.
 
-    def update(params: Any, forget_idx: Any, state: MCMCForgettingState) -> tuple[Any, MCMCForgettingState]:
-        check_finite(params, "params")
-        alive = remove(state.alive, forget_idx)
-        key, sub = jax.random.split(state.key)
+    Returns:
+      ``Unlearner(init, update)``:
+
+      * ``init(params, data, *, key, sampler_state=None) -> MCMCForgettingState``.
+      * ``update(params, request, state, *, key, batches=None) -> (params, state, MCMCForgettingInfo)``:
+        ``request`` a 1-D int array of indices into ``data`` (one chunk); the returned
+        params are the corrected chain position, which the state's sampler continues
+        from. ``batches`` (optional :class:`MCMCBatches`) injects the minibatch
+        indices, each of a point alive before the request; the sampler noise stays
+        keyed. The request computation is jitted once, here.
+    """
+    if energy.stochastic:
+        raise ValueError("energy is stochastic (a variational network): MCMC forgetting needs a point-weight energy.")
+    lr = _config_number(lr, "lr")
+    decay = _config_number(decay, "decay")
+    scaling0 = check_number(scaling0, "scaling0", low=0.0, low_inclusive=False)
+    iter_T = check_positive_int(iter_T, "iter_T")
+    samp_T = check_positive_int(samp_T, "samp_T")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    shape = (1 + iter_T, samp_T, batch_size), (iter_T, samp_T, batch_size)
+
+    def request_fn(params, request, state, key, batches):
+        req = base.open_request(state.store, request)
+        k_batches, k_noise = jax.random.split(key)
+        if batches is None:
+            batches = draw_mcmc_batches(k_batches, req.before, iter_T, samp_T, batch_size)
+        else:
+            if not isinstance(batches, MCMCBatches):
+                raise TypeError(f"batches must be an MCMCBatches(sample, hvp); got {type(batches).__name__}.")
+            batches = MCMCBatches(*(check_batches(b, req.before, s, f"batches.{name}")
+                                    for b, s, name in zip(batches, shape, MCMCBatches._fields)))
         result = mcmc_influence(
-            energy, sampler, state.sampler._replace(position=params), take(state.data, forget_idx), state.data,
-            state.alive, state.n, state.lr, state.decay, sub,
-            scaling0=scaling0, iter_T=iter_T, samp_T=samp_T, batch_size=batch_size, check=check,
+            energy, sampler, state.sampler._replace(position=params), req.forget, state.store.data, batches,
+            state.n, state.lr, decay, k_noise, scaling0=scaling0, check=check,
         )
         new_params = jax.tree.map(jnp.add, result.sampler.position, result.delta)
-        alive, n_new, lr = _after_removal(state, alive, jnp.asarray(forget_idx).shape[0], rescale_step_size)
-        new_state = MCMCForgettingState(
-            result.sampler._replace(position=new_params), state.data, alive, n_new, lr, state.decay, key,
-            result.norms,
-        )
-        return new_params, new_state
+        store, n_new, new_lr = _after_removal(state, req, rescale_step_size)
+        new_state = MCMCForgettingState(result.sampler._replace(position=new_params), store, n_new, new_lr)
+        return new_params, new_state, MCMCForgettingInfo(result.norms)
 
-    return Unlearner(_make_init(sampler, batch_size, iter_T), update)
+    core = jax.jit(request_fn)
+
+    @base.public
+    def update(params: Any, request: Any, state: MCMCForgettingState, *, key: jax.Array,
+               batches: MCMCBatches | None = None) -> tuple[Any, MCMCForgettingState, MCMCForgettingInfo]:
+        return core(params, request, state, key, batches)
+
+    return base.Unlearner(_make_init(sampler, batch_size, lr, decay), update)
 
 
 def importance_sampling(
     sampler: Sampler,
     *,
+    lr: float,
+    decay: float = 1.0,
     num_steps: int,
     batch_size: int,
     rescale_step_size: bool = True,
-) -> Unlearner:
+) -> base.Unlearner:
     """Baseline: per removed chunk, remove it, rescale ``lr`` by ``n_old / n_new``, then ``num_steps`` sampler
-    steps on the remaining data (ICLR'22 ``finetune.py``, 1000 steps). Same ``init``/state as :func:`mcmc_forgetting`."""
-    if num_steps < 1 or batch_size < 1:
-        raise ValueError(f"need num_steps >= 1 and batch_size >= 1, got {num_steps} and {batch_size}.")
+    steps on the remaining data (ICLR'22 ``finetune.py``, 1000 steps).
 
-    def update(params: Any, forget_idx: Any, state: MCMCForgettingState) -> tuple[Any, MCMCForgettingState]:
-        check_finite(params, "params")
-        alive = remove(state.alive, forget_idx)
-        alive, n_new, lr = _after_removal(state, alive, jnp.asarray(forget_idx).shape[0], rescale_step_size)
-        key, sub = jax.random.split(state.key)
+    Same configuration, ``init`` and state as :func:`mcmc_forgetting`;
+    ``update(params, request, state, *, key, batches=None) -> (params, state, ImportanceSamplingInfo)``,
+    ``batches`` (optional, int ``[num_steps, batch_size]``) injecting the minibatch
+    indices, each of a point alive after the request.
+    """
+    lr = _config_number(lr, "lr")
+    decay = _config_number(decay, "decay")
+    num_steps = check_positive_int(num_steps, "num_steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
 
-        def body(st, k):
-            k_batch, k_step = jax.random.split(k)
-            batch = take(state.data, draw_indices(k_batch, alive, batch_size))
-            return sampler.step(k_step, st, batch, n_new, lr, state.decay), None
+    def request_fn(params, request, state, key, batches):
+        req = base.open_request(state.store, request)
+        store, n_new, new_lr = _after_removal(state, req, rescale_step_size)
+        k_batches, k_noise = jax.random.split(key)
+        if batches is None:
+            idx = draw_batches(k_batches, req.retain, num_steps, batch_size)
+        else:
+            idx = check_batches(batches, req.retain, (num_steps, batch_size))
 
-        st, _ = jax.lax.scan(body, state.sampler._replace(position=params), jax.random.split(sub, num_steps))
-        return st.position, MCMCForgettingState(st, state.data, alive, n_new, lr, state.decay, key, state.last_norms)
+        def body(st, x):
+            i, k = x
+            st = sampler.step(k, st, take(store.data, i), n_new, new_lr, decay)
+            diff = jax.tree.map(jnp.subtract, st.position, params)
+            return st, otu.tree_norm(diff)
 
-    return Unlearner(_make_init(sampler, batch_size, 1), update)
+        keys = jax.random.split(k_noise, num_steps)
+        st, drift = scan_steps(body, state.sampler._replace(position=params), (idx, keys))
+        return st.position, MCMCForgettingState(st, store, n_new, new_lr), ImportanceSamplingInfo(drift)
+
+    core = jax.jit(request_fn)
+
+    @base.public
+    def update(params: Any, request: Any, state: MCMCForgettingState, *, key: jax.Array,
+               batches: Any = None) -> tuple[Any, MCMCForgettingState, ImportanceSamplingInfo]:
+        return core(params, request, state, key, batches)
+
+    return base.Unlearner(_make_init(sampler, batch_size, lr, decay), update)

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
-from jaxunlearn.train.inputs import check_positive_int, forget_request, request_key
-from jaxunlearn.train.loop import fit, init_train_state, params_only, with_key
+from jaxunlearn._validation import check_number, check_positive_int
+from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.iterative import iterative_unlearner, train_epochs
+from jaxunlearn.train.loop import params_only, weighted_mean, with_key
 from jaxunlearn.train.optim import torch_sgd
 
 
@@ -42,7 +43,7 @@ def neggrad(
     *,
     num_epochs: int = 1,
     batch_size: int = 64,
-    progress: bool = False,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Gradient ascent on the forget set, ``L_NG`` of the module docstring.
 
@@ -50,32 +51,25 @@ def neggrad(
       loss_fn: ``loss_fn(params, (x, y)) -> scalar`` mean loss.
       optimizer: default ``torch_sgd(0.01, momentum=0.9, weight_decay=5e-4)``.
       num_epochs: passes over ``D_f`` (default 1). batch_size: minibatch size (64).
+      num_classes: checks the labels given to ``init``.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
-      retain set (only used to check the forget set's shape) and the key;
-      ``update(params, forget_data, state, *, key=None) -> (params, state)`` runs
-      ``num_epochs`` epochs of ascent over ``forget_data`` (``Dataset`` or ``(x, y)``).
+      ``Unlearner``: ``init(params, data, *, key)`` stores the training data;
+      ``update(params, request, state, *, key) -> (params, state, IterativeInfo)`` runs
+      ``num_epochs`` shuffled epochs of ascent over the requested examples.
     """
     optimizer = _default_optimizer(optimizer)
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
+    ascent = params_only(lambda params, batch: -loss_fn(params, batch))
 
-    def ascent_loss(params, batch):
-        return -loss_fn(params, batch)
+    def run(params, req, state, key):
+        del state
+        train_state, losses = train_epochs(ascent, optimizer, params, req.forget, key=key,
+                                           batch_size=batch_size, num_epochs=num_epochs)
+        return train_state.params, losses
 
-    train_loss = params_only(ascent_loss)  # built once: repeated requests reuse the compiled epoch
-
-    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
-        forget = forget_request(params, forget_data, state.retain[0])
-        run_key, next_key = request_key(state.key, key)
-        train_state, _ = fit(
-            train_loss, optimizer, init_train_state(params, optimizer), forget,
-            batch_size=batch_size, num_epochs=num_epochs, key=run_key, progress=progress, desc="neggrad",
-        )
-        return train_state.params, state._replace(key=next_key)
-
-    return Unlearner(init_retain_state, update)
+    return iterative_unlearner(run, num_classes=num_classes, model_fn=loss_fn)
 
 
 def neggrad_plus(
@@ -85,7 +79,7 @@ def neggrad_plus(
     beta: float = 0.99,
     num_epochs: int = 1,
     batch_size: int = 64,
-    progress: bool = False,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """NegGrad+: ``beta`` x descent on ``D_r`` minus ``(1 - beta)`` x loss on ``D_f`` (module docstring).
 
@@ -94,32 +88,30 @@ def neggrad_plus(
       optimizer: default ``torch_sgd(0.01, momentum=0.9, weight_decay=5e-4)``.
       beta: retain weight in [0, 1] (1 is fine-tuning, 0 is NegGrad with retain-sized epochs).
       num_epochs: passes over ``D_r`` (default 1). batch_size: size of both batches (64).
+      num_classes: checks the labels given to ``init``.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
-      retain set and the key; ``update(params, forget_data, state, *, key=None)`` trains
-      ``num_epochs`` epochs over the retain set, each step also drawing a forget batch.
+      ``Unlearner``: ``init(params, data, *, key)`` stores the training data;
+      ``update(params, request, state, *, key) -> (params, state, IterativeInfo)`` trains
+      ``num_epochs`` epochs over the examples alive after the request, each step also drawing a
+      forget batch (uniform, with replacement) from the requested examples with that step's key.
     """
-    if not 0.0 <= float(beta) <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1]; got {beta}.")
+    beta = check_number(beta, "beta", low=0.0, high=1.0)
     optimizer = _default_optimizer(optimizer)
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
+    retain_loss = weighted_mean(loss_fn)
 
-    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
-        forget = forget_request(params, forget_data, state.retain[0])
-        n_f = forget[0].shape[0]
-        run_key, next_key = request_key(state.key, key)
+    def run(params, req, state, key):
+        n_f = jax.tree.leaves(req.forget)[0].shape[0]
 
         def loss(p, retain_batch, step_key):
             idx = jax.random.randint(step_key, (batch_size,), 0, n_f)
-            forget_batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), forget)
-            return beta * loss_fn(p, retain_batch) - (1.0 - beta) * loss_fn(p, forget_batch)
+            forget_batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), req.forget)
+            return beta * retain_loss(p, retain_batch) - (1.0 - beta) * loss_fn(p, forget_batch)
 
-        train_state, _ = fit(
-            with_key(loss), optimizer, init_train_state(params, optimizer), state.retain,
-            batch_size=batch_size, num_epochs=num_epochs, key=run_key, progress=progress, desc="neggrad+",
-        )
-        return train_state.params, state._replace(key=next_key)
+        train_state, losses = train_epochs(with_key(loss), optimizer, params, state.store.data, key=key,
+                                           batch_size=batch_size, num_epochs=num_epochs, mask=req.retain)
+        return train_state.params, losses
 
-    return Unlearner(init_retain_state, update)
+    return iterative_unlearner(run, num_classes=num_classes, model_fn=loss_fn)

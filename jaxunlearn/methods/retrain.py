@@ -24,10 +24,9 @@ from typing import Any, Callable
 import jax
 import optax
 
-from jaxunlearn._validation import check_same_structure
-from jaxunlearn.methods.base import RetainState, Unlearner, init_retain_state
-from jaxunlearn.train.inputs import check_positive_int, forget_request, request_key
-from jaxunlearn.train.loop import fit, init_train_state, params_only
+from jaxunlearn._validation import check_positive_int, check_same_structure
+from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.iterative import iterative_unlearner, retain_training
 from jaxunlearn.train.optim import torch_sgd
 
 RESETS = ("full", "head")
@@ -74,7 +73,7 @@ def retrain(
     batch_size: int = 64,
     reset: str = "full",
     head: str | Sequence[str] | None = None,
-    progress: bool = False,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Retrain on the retained data from a fresh initialisation (module docstring).
 
@@ -88,33 +87,27 @@ def retrain(
       reset: ``"full"`` (default; every parameter re-initialised) or ``"head"`` (the
         reference code's behaviour: only ``head`` re-initialised, the rest kept).
       head: top-level param names reset by ``reset="head"`` (default: :func:`default_head`).
+      num_classes: checks the labels given to ``init``.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> RetainState`` stores the
-      retain set (``Dataset`` or ``(x, y)``) and the key; ``update(params, forget_data, state,
-      *, key=None) -> (params, state)`` validates the request, draws ``init_key, train_key``
-      from the request key, re-initialises (fully or the head) and trains ``num_epochs``
-      epochs on the stored retain set. Non-``params`` collections (batch statistics) are not
-      touched: retrain a batch-norm model with :func:`jaxunlearn.train.train_classifier`.
+      ``Unlearner``: ``init(params, data, *, key)`` stores the training data;
+      ``update(params, request, state, *, key) -> (params, state, IterativeInfo)`` splits ``key``
+      into ``init_key, train_key``, re-initialises (fully or the head) with ``init_fn(init_key)`` and
+      trains ``num_epochs`` epochs on the examples alive after the request. Non-``params``
+      collections (batch statistics) are not touched: retrain a batch-norm model with
+      :func:`jaxunlearn.train.train_classifier`.
     """
     if reset not in RESETS:
         raise ValueError(f"reset must be one of {RESETS}; got {reset!r}.")
     optimizer = torch_sgd(0.01, momentum=0.9, weight_decay=5e-4) if optimizer is None else optimizer
-    train_loss = params_only(loss_fn)  # built once: repeated requests reuse the compiled epoch
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
 
-    def update(params: Any, forget_data: Any, state: RetainState, *, key: Any = None) -> tuple[Any, RetainState]:
-        forget_request(params, forget_data, state.retain[0])
-        run_key, next_key = request_key(state.key, key)
-        init_key, train_key = jax.random.split(run_key)
+    def start(params, key):
+        init_key, train_key = jax.random.split(key)
         fresh = init_fn(init_key)
         check_same_structure(params, fresh, "params", "init_fn(key)")
-        start = fresh if reset == "full" else reset_head(params, fresh, head)
-        train_state, _ = fit(
-            train_loss, optimizer, init_train_state(start, optimizer), state.retain,
-            batch_size=batch_size, num_epochs=num_epochs, key=train_key, progress=progress, desc="retrain",
-        )
-        return train_state.params, state._replace(key=next_key)
+        return (fresh if reset == "full" else reset_head(params, fresh, head)), train_key
 
-    return Unlearner(init_retain_state, update)
+    run = retain_training(loss_fn, optimizer, batch_size=batch_size, num_epochs=num_epochs, start=start)
+    return iterative_unlearner(run, num_classes=num_classes, model_fn=loss_fn)

@@ -14,7 +14,7 @@ With ``T`` the distillation temperature and
   the student stays close to the teacher and correct on the retained data.
 
 Both passes share one optimizer (one momentum buffer). Defaults of the JiT
-reference code (Foster et al.; section 4.3 of our notes): SGD lr 5e-4,
+reference code (Foster et al., the SCRUB baseline of the JiT code): SGD lr 5e-4,
 momentum 0.9, weight decay 5e-4, gradient-norm clip 1, 3 epochs, ``msteps=2``,
 ``T = 4``, and the full-class defaults ``alpha = 0.001, gamma = 0.99``; its
 sub-class and random-forgetting entry points use ``alpha = 1, gamma = 5``
@@ -28,34 +28,21 @@ At the first max pass student and teacher agree, so ``-d`` has zero gradient
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import optax
 
+from jaxunlearn._validation import check_number, check_positive_int
 from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.iterative import iterative_unlearner, train_epochs
 from jaxunlearn.train.classifier import batched_logits
-from jaxunlearn.train.inputs import as_xy, check_positive_int, ensure_finite, forget_request, key_or_default, request_key
 from jaxunlearn.train.losses import distill_kl
-from jaxunlearn.train.loop import fit, init_train_state, params_only
+from jaxunlearn.train.loop import init_train_state, params_only, weighted_mean
 from jaxunlearn.train.optim import torch_sgd
 
 SUBCLASS_RANDOM_WEIGHTS = {"alpha": 1.0, "gamma": 5.0}
 """``alpha``/``gamma`` of the reference's sub-class and random-forgetting runs (``scrub(..., **SUBCLASS_RANDOM_WEIGHTS)``)."""
-
-
-class ScrubState(NamedTuple):
-    """What ``init`` precomputes.
-
-    ``teacher_params``: the frozen teacher (the model given to ``init``); ``retain``:
-    ``(x [N_r, ...], y [N_r])``; ``retain_logits``: [N_r, C] the teacher's logits on
-    ``D_r``; ``key``: PRNG key for the next request.
-    """
-
-    teacher_params: Any
-    retain: tuple
-    retain_logits: jax.Array
-    key: jax.Array
 
 
 def scrub_losses(logits_fn: Callable, *, alpha: float, gamma: float, temperature: float) -> tuple[Callable, Callable]:
@@ -90,7 +77,7 @@ def scrub(
     batch_size: int = 64,
     forget_batch_size: int | None = None,
     eval_batch_size: int = 1024,
-    progress: bool = False,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """SCRUB (module docstring).
 
@@ -101,13 +88,14 @@ def scrub(
       temperature: ``T`` (4). num_epochs: 3. msteps: epochs with a max pass (2).
       batch_size: retain batch (64); forget_batch_size: forget batch (default ``batch_size``).
       eval_batch_size: chunk size of the teacher forward passes.
+      num_classes: checks the labels given to ``init``.
 
     Returns:
-      ``Unlearner``: ``init(params, retain_data, *, key=None) -> ScrubState`` freezes the
-      teacher (``params``) and its logits on the retain set (``Dataset`` or ``(x, y)``);
-      ``update(params, forget_data, state, *, key=None) -> (params, state)`` computes the
-      teacher's logits on ``forget_data`` and runs the max/min epochs from ``params`` with a
-      fresh optimizer state.
+      ``Unlearner``: ``init(params, data, *, key)`` freezes the teacher (``params``) through its
+      logits on every training example; ``update(params, request, state, *, key) -> (params, state,
+      IterativeInfo)`` runs the max/min epochs from ``params`` with one fresh optimizer state
+      (``info.loss``: the ``num_epochs + min(msteps, num_epochs)`` pass losses in the order run; the
+      epoch-``e`` passes shuffle with ``fold_in(key, 2e)`` (max) and ``fold_in(key, 2e + 1)`` (min)).
     """
     optimizer = torch_sgd(5e-4, momentum=0.9, weight_decay=5e-4, clip_norm=1.0) if optimizer is None else optimizer
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
@@ -115,34 +103,31 @@ def scrub(
     batch_size = check_positive_int(batch_size, "batch_size")
     forget_batch_size = batch_size if forget_batch_size is None else check_positive_int(forget_batch_size, "forget_batch_size")
     eval_batch_size = check_positive_int(eval_batch_size, "eval_batch_size")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive; got {temperature}.")
-    max_loss, min_loss = map(params_only, scrub_losses(logits_fn, alpha=alpha, gamma=gamma, temperature=temperature))
+    temperature = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
+    max_loss, min_loss = scrub_losses(logits_fn, alpha=alpha, gamma=gamma, temperature=temperature)
+    max_loss, min_loss = params_only(max_loss), params_only(weighted_mean(min_loss))
 
-    def init(params: Any, retain_data: Any, *, key: Any = None) -> ScrubState:
-        ensure_finite(params, "params")
-        x_r, y_r = as_xy(retain_data, "retain_data")
-        logits = batched_logits(logits_fn, params, x_r, eval_batch_size)
-        return ScrubState(params, (x_r, y_r), logits, key_or_default(key))
+    def prepare(params, data, key):
+        del key
+        return batched_logits(logits_fn, params, data[0], eval_batch_size)
 
-    def update(params: Any, forget_data: Any, state: ScrubState, *, key: Any = None) -> tuple[Any, ScrubState]:
-        x_f, _ = forget_request(params, forget_data, state.retain[0])
-        run_key, next_key = request_key(state.key, key)
-        forget = (x_f, batched_logits(logits_fn, state.teacher_params, x_f, eval_batch_size))
-        retain = (*state.retain, state.retain_logits)
-        train_state = init_train_state(params, optimizer)
+    def run(params, req, state, key):
+        teacher_logits = state.extra
+        (x_f, _), (x, y) = req.forget, state.store.data
+        forget = (x_f, teacher_logits[req.indices])
+        retain = (x, y, teacher_logits)
+        train_state, losses = init_train_state(params, optimizer), []
         for epoch in range(num_epochs):
             if epoch < msteps:
-                train_state, _ = fit(
-                    max_loss, optimizer, train_state, forget, batch_size=forget_batch_size,
-                    num_epochs=1, key=jax.random.fold_in(run_key, 2 * epoch), progress=progress,
-                    desc=f"scrub max {epoch + 1}",
-                )
-            train_state, _ = fit(
-                min_loss, optimizer, train_state, retain, batch_size=batch_size,
-                num_epochs=1, key=jax.random.fold_in(run_key, 2 * epoch + 1), progress=progress,
-                desc=f"scrub min {epoch + 1}",
-            )
-        return train_state.params, state._replace(key=next_key)
+                train_state, loss = train_epochs(max_loss, optimizer, None, forget, state=train_state,
+                                                 key=jax.random.fold_in(key, 2 * epoch),
+                                                 batch_size=forget_batch_size, num_epochs=1)
+                losses.append(loss)
+            train_state, loss = train_epochs(min_loss, optimizer, None, retain, state=train_state,
+                                             key=jax.random.fold_in(key, 2 * epoch + 1), batch_size=batch_size,
+                                             num_epochs=1, mask=req.retain)
+            losses.append(loss)
+        return train_state.params, (jax.numpy.concatenate(losses) if losses else jax.numpy.zeros((0,)))
 
-    return Unlearner(init, update)
+    return iterative_unlearner(run, prepare=prepare, num_classes=num_classes,
+                               model_fn=lambda p, batch: logits_fn(p, batch[0]))

@@ -10,20 +10,27 @@ continual learning in reverse: minimise, per step,
 with ``c_r ~ Uniform(remaining classes)``, ``x_r = decoder_{theta*}(z, c_r)``,
 ``z ~ N(0, I)`` (the frozen original's mean images), ``l_VAE`` the summed
 BCE + KL of :mod:`jaxunlearn.models.cvae`, and ``F`` the diagonal Fisher of
-:func:`sa_fisher_diagonal`. Defaults are the original's (``train_forget.py``):
-lambda 100, gamma 1, Adam 1e-4, batch 256, 10 000 steps.
+:func:`sa_fisher_diagonal`. Defaults are the original's (``train_forget.py``
+of ``clear-nus/selective-amnesia/vae``): lambda 100, gamma 1, Adam 1e-4,
+batch 256, 10 000 steps, 50 000 Fisher samples.
 
-Sequential forgetting (several requests one after another, seed 003's
-experiment): the state carries ``theta*`` and ``F`` of the **original** model
-and the set ``S`` of classes forgotten so far. Request ``k`` draws the
-surrogate's labels uniformly from ``S`` (all classes forgotten so far, not only
-the newest, so the EWC pull towards ``theta*`` cannot bring an earlier class
-back) and replays only classes outside ``S``. For a single request this is
-exactly the original.
+**Requests.** As for every method of :mod:`jaxunlearn.methods`, a request is a
+1-D integer array of indices into the CVAE's training data ``(x, y)`` given to
+``init``. SA forgets *classes*: a request forgets every class that its
+examples belong to (``forgotten[y[request]] = True``). To forget class ``c``,
+request the indices of its examples, ``jnp.flatnonzero(y == c)``
+(:func:`class_request`). The training data itself is never trained on: the
+surrogate is noise and the remaining classes are replayed from ``theta*``.
 
-Two gradient-projection variants (seed 003 compares them with SA; our exact
-definitions, in the spirit of PCGrad, Yu et al. 2020, and A-GEM, Chaudhry et
-al. 2019). Write ``g_f = grad l_VAE(theta; x_f, c_f)`` and
+**Sequential forgetting** (several requests one after another): the state
+carries ``theta*`` and ``F`` of the **original** model and the set ``S`` of
+classes forgotten so far. Each request draws the surrogate's labels uniformly
+from ``S`` (all classes forgotten so far, not only the newest, so the EWC pull
+towards ``theta*`` cannot bring an earlier class back) and replays only
+classes outside ``S``. For a single request this is exactly the original.
+
+**Gradient-projection variants** (in the spirit of PCGrad, Yu et al. 2020, and
+A-GEM, Chaudhry et al. 2019). Write ``g_f = grad l_VAE(theta; x_f, c_f)`` and
 ``g_r = grad [gamma l_VAE(theta; x_r, c_r) + lambda EWC(theta)]``, flattened
 over all parameters, and ``d = <g_f, g_r>``:
 
@@ -35,13 +42,14 @@ over all parameters, and ``d = <g_f, g_r>``:
   (the same projections) to the optimiser, one at a time.
 * ``"sa"`` (default): the plain gradient of ``L``, ``g_f + g_r``.
 
-Seed 003 ran the projection variants without EWC (the projection replaces the
-penalty); pass ``lmbda=0`` for that.
+The projections are meant to replace the EWC penalty: pass ``lmbda=0`` to run
+them without it.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,11 +57,11 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_finite, check_same_structure
-from jaxunlearn.amnesia.loop import scan_loop
+from jaxunlearn._validation import check_finite, check_number, check_positive_int, check_same_structure, raise_if
 from jaxunlearn.curvature import fisher_diagonal
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods import base
 from jaxunlearn.models.cvae import CVAE, decode, one_hot, vae_loss
+from jaxunlearn.train.loop import scan_steps
 
 VARIANTS = ("sa", "symmetric_projection", "alternating_projection")
 
@@ -79,38 +87,64 @@ class SALossTerms(NamedTuple):
     ewc: jax.Array
 
 
-class SALog(NamedTuple):
-    """Per-step log of one request, numpy arrays of shape (num_steps,): the loss terms, the norm of the
-    gradient given to the optimiser and the cosine between ``g_f`` and ``g_r`` (NaN for ``"sa"``)."""
+class SAInfo(NamedTuple):
+    """Diagnostics of one request, JAX arrays of shape ``(num_steps,)``, one entry per optimiser step:
+    the loss terms of :class:`SALossTerms` before the step, the norm of the gradient given to the optimiser
+    and the cosine between ``g_f`` and ``g_r`` (NaN for ``variant="sa"``, which does not compute them apart)."""
 
-    total: np.ndarray
-    forget: np.ndarray
-    replay: np.ndarray
-    ewc: np.ndarray
-    grad_norm: np.ndarray
-    cosine: np.ndarray
+    total: jax.Array
+    forget: jax.Array
+    replay: jax.Array
+    ewc: jax.Array
+    grad_norm: jax.Array
+    cosine: jax.Array
 
 
 class SAState(NamedTuple):
-    """``params_star`` and ``fisher`` (pytrees like params) of the original model, ``forgotten`` (C,) bool,
-    the PRNG ``key`` of the next request and the ``log`` of the last one (``None`` before any)."""
+    """What later requests need.
 
+    ``store``: the training data ``(x, y)`` and its ``alive`` mask (:class:`~jaxunlearn.methods.base.DataState`);
+    ``params_star`` and ``fisher``: pytrees like params, the original model ``theta*`` and its diagonal
+    Fisher ``F``; ``forgotten``: bool ``(C,)``, the classes forgotten so far (``S``).
+    """
+
+    store: base.DataState
     params_star: Any
     fisher: Any
     forgotten: jax.Array
-    key: jax.Array
-    log: SALog | None = None
+
+
+def class_request(y: Any, forget_class: int | Sequence[int]) -> jax.Array:
+    """The request that forgets ``forget_class`` (one class index or several): ``jnp.flatnonzero(isin(y, classes))``.
+
+    ``y``: the labels ``(N,)`` of the data given to ``init``. Runs on concrete values (the
+    request's length depends on them), not under ``jit``; build the request outside and pass it in.
+    """
+    classes = np.atleast_1d(np.asarray(forget_class))
+    if classes.size == 0 or not np.issubdtype(classes.dtype, np.integer):
+        raise ValueError(f"forget_class must be one class index or a list of them; got {forget_class!r}.")
+    request = jnp.flatnonzero(jnp.isin(jnp.asarray(y), jnp.asarray(classes)))
+    if request.shape[0] == 0:
+        raise ValueError(f"no example of y has a label in {classes.tolist()}: nothing to forget.")
+    return request
 
 
 def sample_fisher_inputs(module: CVAE, key: jax.Array, num_samples: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The Fisher's draws ``(z (N, z_dim), c (N,) uniform over all classes, eps (N, z_dim))``."""
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int (50_000 in the original), got {num_samples!r}.")
+    num_samples = check_positive_int(num_samples, "num_samples")
     kz, kc, ke = jax.random.split(key, 3)
     z = jax.random.normal(kz, (num_samples, module.z_dim))
     c = jax.random.randint(kc, (num_samples,), 0, module.num_classes)
     eps = jax.random.normal(ke, (num_samples, module.z_dim))
     return z, c, eps
+
+
+def _fisher_sample_loss(module: CVAE, params: Any, batch: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+    """``l_VAE(params; stop_gradient(decoder_params(z, c)), c, eps)`` of the Fisher's draws ``(z, c, eps)``."""
+    z, c, eps = batch
+    cond = one_hot(c, module.num_classes)
+    x = jax.lax.stop_gradient(decode(module, params, z, cond))
+    return vae_loss(module, params, x, cond, eps)
 
 
 def sa_fisher_diagonal(
@@ -120,23 +154,27 @@ def sa_fisher_diagonal(
 
     ``F_i = (1/N) sum_n (d l_VAE(theta; x_n, c_n, eps_n) / d theta_i)^2`` at ``theta = params``, where
     ``c_n ~ Uniform{0..C-1}`` (all classes, the later forgotten one included), ``z_n, eps_n ~ N(0, I)``
-    and ``x_n = decoder_theta(z_n, c_n)`` is the Bernoulli mean image (not binarised, no gradient through
-    it). Per-example squared gradients by :func:`jaxunlearn.curvature.fisher_diagonal` (``vmap`` of
-    ``grad`` in chunks of ``chunk_size``), so memory is ``chunk_size x num_params`` whatever ``N``.
+    (:func:`sample_fisher_inputs` with ``key``) and ``x_n = decoder_theta(z_n, c_n)`` is the Bernoulli
+    mean image (not binarised, no gradient through it). Per-example squared gradients by
+    :func:`jaxunlearn.curvature.fisher_diagonal` (``vmap`` of ``grad`` in chunks of ``chunk_size``), so
+    memory is ``chunk_size x num_params`` whatever ``N``.
+
+    A pure, traceable function; :func:`make_sa_fisher` jits it once for a configuration (the
+    unlearner of :func:`selective_amnesia` does).
 
     Returns a pytree like ``params``.
     """
     check_finite(params)
-    z, c, eps = sample_fisher_inputs(module, key, num_samples)
+    inputs = sample_fisher_inputs(module, key, num_samples)
+    loss = functools.partial(_fisher_sample_loss, module)
+    return fisher_diagonal(loss, params, inputs, estimator="empirical", batch_size=chunk_size)
 
-    def loss(p, batch):
-        zb, cb, eb = batch
-        cond = one_hot(cb, module.num_classes)
-        x = jax.lax.stop_gradient(decode(module, p, zb, cond))
-        return vae_loss(module, p, x, cond, eb)
 
-    fn = jax.jit(lambda p, data: fisher_diagonal(loss, p, data, estimator="empirical", batch_size=chunk_size))
-    return fn(params, (z, c, eps))
+def make_sa_fisher(module: CVAE, *, num_samples: int = 50_000, chunk_size: int = 128):
+    """``fisher(params, key) -> F``: :func:`sa_fisher_diagonal` for this configuration, jitted once."""
+    num_samples = check_positive_int(num_samples, "num_samples")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    return jax.jit(functools.partial(sa_fisher_diagonal, module, num_samples=num_samples, chunk_size=chunk_size))
 
 
 def ewc_penalty(params: Any, params_star: Any, fisher: Any) -> jax.Array:
@@ -182,7 +220,10 @@ def forgetting_loss_terms(
 
 
 def project_gradients(g_f: Any, g_r: Any) -> tuple[Any, Any, jax.Array]:
-    """PCGrad-style mutual projection: ``(g_f', g_r', cos(g_f, g_r))`` (module doc); unchanged when ``<g_f, g_r> >= 0``."""
+    """PCGrad-style mutual projection: ``(g_f', g_r', cos(g_f, g_r))`` (module doc).
+
+    Unchanged when ``<g_f, g_r> >= 0``.
+    """
     d = otu.tree_vdot(g_f, g_r)
     nf, nr = otu.tree_vdot(g_f, g_f), otu.tree_vdot(g_r, g_r)
     tiny = jnp.finfo(jnp.float32).tiny
@@ -193,18 +234,11 @@ def project_gradients(g_f: Any, g_r: Any) -> tuple[Any, Any, jax.Array]:
     return g_f2, g_r2, cos
 
 
-def _check_class_list(forget_class: Any, num_classes: int) -> list[int]:
-    classes = [forget_class] if np.ndim(forget_class) == 0 else list(np.asarray(forget_class).ravel())
-    if not classes:
-        raise ValueError("forget_class is empty: pass a class index or a list of class indices.")
-    out = []
-    for c in classes:
-        if not np.issubdtype(np.asarray(c).dtype, np.integer):
-            raise TypeError(f"forget_class must hold integer class indices, got {c!r}.")
-        if not 0 <= int(c) < num_classes:
-            raise ValueError(f"forget_class must lie in [0, {num_classes}), got {int(c)}.")
-        out.append(int(c))
-    return out
+def _every_class_error(num_classes):
+    return ValueError(
+        f"request: its examples cover, with the classes forgotten before, all {int(num_classes)} classes; at "
+        "least one class must remain to be replayed. Request examples of fewer classes."
+    )
 
 
 def selective_amnesia(
@@ -218,73 +252,99 @@ def selective_amnesia(
     num_fisher_samples: int = 50_000,
     fisher_chunk_size: int = 128,
     variant: str = "sa",
-    chunk_size: int = 500,
     progress: bool = True,
-) -> Unlearner:
-    """Selective Amnesia as an :class:`Unlearner` for a :class:`~jaxunlearn.models.cvae.CVAE`.
+) -> base.Unlearner:
+    """Selective Amnesia as an :class:`~jaxunlearn.methods.base.Unlearner` for a :class:`~jaxunlearn.models.cvae.CVAE`.
 
-    ``init(params, retain_data=None, *, key, fisher=None) -> SAState``: freezes ``theta* = params`` and
-    computes ``F`` (:func:`sa_fisher_diagonal`, ``num_fisher_samples`` model samples) unless ``fisher``
-    is given. ``retain_data`` is not used: the remaining classes are replayed from the model itself.
+    Args:
+      module: the CVAE (its ``num_classes``, ``x_dim`` and ``z_dim`` shape every draw).
+      lmbda: ``lambda >= 0``, the weight of the EWC penalty (original: 100).
+      gamma: ``gamma >= 0``, the weight of the generative replay (original: 1).
+      optimizer: an optax optimiser, fresh for each request as in the original
+        (default ``optax.adam(1e-4)``).
+      batch_size: surrogate and replay examples per step (original: 256 each).
+      num_steps: optimiser steps per request (original: 10 000).
+      num_fisher_samples, fisher_chunk_size: model samples of :func:`sa_fisher_diagonal`
+        (original: 50 000) and how many of them share one ``vmap``.
+      variant: ``"sa"``, ``"symmetric_projection"`` or ``"alternating_projection"`` (module doc).
+      progress: a tqdm bar over the steps, advanced from inside the compiled loop
+        (:func:`jaxunlearn.train.loop.scan_steps`).
 
-    ``update(params, forget_class, state, *, key=None) -> (params, state)``: one request, a class index
-    (or several at once); ``num_steps`` optimiser steps of the module doc's objective with ``optimizer``
-    (default ``optax.adam(1e-4)``, fresh for each request as in the original). ``key`` defaults to the
-    state's key. The returned state records the class in ``forgotten`` and the per-step ``log``.
+    Returns:
+      ``Unlearner(init, update)``:
+
+      ``init(params, data, *, key, fisher=None) -> SAState``: ``data`` is the CVAE's training data
+      ``(x [N, ...], y [N])`` (or a ``Dataset``), labels in ``0..num_classes-1``; freezes
+      ``theta* = params`` and computes ``F`` (:func:`sa_fisher_diagonal`, ``num_fisher_samples`` model
+      samples drawn with ``key``) unless ``fisher`` (a pytree like ``params``) is given.
+
+      ``update(params, request, state, *, key) -> (params, state, SAInfo)``: ``request`` is a 1-D int array
+      of indices into ``data``; every class of the requested examples joins the forgotten set ``S``
+      (:func:`class_request` builds the request of a class), then ``num_steps`` optimiser steps of the
+      module doc's objective run in one ``lax.scan``, step ``t`` drawing its batch with
+      ``split(key, num_steps)[t]``. Raises ``ValueError`` (also under
+      :func:`jaxunlearn.jit`) for an index out of range, repeated or already forgotten, and when ``S``
+      would hold every class. Jittable, vmappable over ``key``; compiled once per request length.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
-    for name, value in (("lmbda", lmbda), ("gamma", gamma)):
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    for name, value in (("batch_size", batch_size), ("num_steps", num_steps), ("chunk_size", chunk_size)):
-        if not isinstance(value, (int, np.integer)) or value < (0 if name == "num_steps" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'num_steps' else 'positive'} int, got {value!r}.")
+    lmbda = check_number(lmbda, "lmbda")
+    gamma = check_number(gamma, "gamma")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    num_steps = check_positive_int(num_steps, "num_steps", allow_zero=True)
     opt = optimizer or optax.adam(1e-4)
-    step = _make_step(module, opt, lmbda, gamma, batch_size, variant)  # one step function: compiled once, reused
+    if not (hasattr(opt, "init") and hasattr(opt, "update")):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation; got {type(opt).__name__}.")
+    fisher_fn = make_sa_fisher(module, num_samples=num_fisher_samples, chunk_size=fisher_chunk_size)
+    step = _make_step(module, opt, lmbda, gamma, batch_size, variant)
+    desc = f"selective amnesia ({variant})"
 
-    def init(params: Any, retain_data: Any = None, *, key: jax.Array | None = None, fisher: Any = None) -> SAState:
-        del retain_data
-        if key is None:
-            raise ValueError("init needs key=jax.random.key(...): it samples the Fisher's model samples and the forgetting batches.")
-        check_finite(params)
-        kf, ks = jax.random.split(key)
+    def forget(params: Any, request: jax.Array, state: SAState, key: jax.Array) -> tuple[Any, SAState, SAInfo]:
+        req = base.open_request(state.store, request)
+        forgotten = state.forgotten.at[state.store.data[1][req.indices]].set(True)
+        raise_if(jnp.all(forgotten), _every_class_error, forgotten.shape[0])
+        consts = (state.params_star, state.fisher, forgotten)
+        carry = (params, opt.init(params), jnp.zeros((), jnp.int32), consts)
+        (params, _, _, _), info = scan_steps(step, carry, jax.random.split(key, num_steps), progress=progress,
+                                             desc=desc)
+        store = state.store._replace(alive=req.retain)
+        return params, SAState(store, state.params_star, state.fisher, forgotten), info
+
+    core = jax.jit(forget)
+
+    @base.public
+    def init(params: Any, data: Any, *, key: jax.Array, fisher: Any = None) -> SAState:
+        store = base.init_data_state(data, "data", num_classes=module.num_classes)
+        if not (isinstance(store.data, (tuple, list)) and len(store.data) == 2
+                and jnp.issubdtype(store.data[1].dtype, jnp.integer)):
+            raise TypeError("data must be the CVAE's training data (x [N, ...], y [N]) with integer labels y.")
+        x, y = store.data
+        if y.ndim != 1 or int(np.prod(x.shape[1:])) != module.x_dim:
+            raise ValueError(
+                f"data must be (x [N, ...], y [N]) with {module.x_dim} features per example (the CVAE's x_dim); "
+                f"got x {x.shape}, y {y.shape}. Pass the data the CVAE was trained on."
+            )
         if fisher is None:
-            fisher = sa_fisher_diagonal(module, params, kf, num_samples=num_fisher_samples, chunk_size=fisher_chunk_size)
+            fisher = fisher_fn(params, key)
         else:
             check_same_structure(params, fisher, "params", "fisher")
             check_finite(fisher, "fisher")
         params_star = jax.tree.map(jnp.asarray, params)
-        return SAState(params_star, fisher, jnp.zeros((module.num_classes,), bool), ks, None)
+        return SAState(store, params_star, fisher, jnp.zeros((module.num_classes,), bool))
 
-    def update(params: Any, forget_class: Any, state: SAState, *, key: jax.Array | None = None) -> tuple[Any, SAState]:
+    @base.public
+    def update(params: Any, request: Any, state: SAState, *, key: jax.Array) -> tuple[Any, SAState, SAInfo]:
         if not isinstance(state, SAState):
             raise TypeError(f"state must be the SAState returned by init, got {type(state).__name__}.")
         check_same_structure(state.params_star, params, "state.params_star", "params")
-        check_finite(params)
-        forgotten = np.asarray(state.forgotten).copy()
-        forgotten[_check_class_list(forget_class, module.num_classes)] = True
-        if forgotten.all():
-            raise ValueError("forget_class would forget every class: at least one class must remain to be replayed.")
-        forgotten = jnp.asarray(forgotten)
-        if key is None:
-            key, next_key = jax.random.split(state.key)
-        else:
-            next_key = state.key
-        consts = (state.params_star, state.fisher, forgotten)
-        (params, _, _, _), log = scan_loop(
-            step, (params, opt.init(params), jnp.asarray(0), consts), num_steps, key=key, chunk_size=chunk_size,
-            progress=progress, desc=f"selective amnesia ({variant})",
-            postfix=lambda l: {"forget": f"{float(l.forget):.1f}", "replay": f"{float(l.replay):.1f}"},
-        )
-        check_finite(params)
-        return params, SAState(state.params_star, state.fisher, forgotten, next_key, log)
+        return core(params, request, state, key)
 
-    return Unlearner(init, update)
+    update.core = core  # the compiled request computation (one compilation per request length)
+    return base.Unlearner(init, update)
 
 
 def _make_step(module, opt, lmbda, gamma, batch_size, variant):
-    """The jittable step ``((params, opt_state, t, (params_star, fisher, forgotten)), key) -> (carry, SALog row)``."""
+    """The scan step ``((params, opt_state, t, (params_star, fisher, forgotten)), key) -> (carry, SAInfo row)``."""
 
     def step(carry, key):
         params, opt_state, t, consts = carry
@@ -309,7 +369,7 @@ def _make_step(module, opt, lmbda, gamma, batch_size, variant):
                 grads = jax.tree.map(lambda a, b: jnp.where(t % 2 == 0, a, b), g_f, g_r)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        log = SALog(out.total, out.forget, out.replay, out.ewc, otu.tree_norm(grads), cos)
-        return (params, opt_state, t + 1, consts), log
+        info = SAInfo(out.total, out.forget, out.replay, out.ewc, otu.tree_norm(grads), cos)
+        return (params, opt_state, t + 1, consts), info
 
     return step

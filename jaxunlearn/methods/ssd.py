@@ -30,8 +30,8 @@ Importances (``estimator``):
   class-sorted (``jaxunlearn.data.ForgetSplit.retain_idx`` order), and the
   forget data unshuffled.
 * ``"empirical"``: the per-example Fisher ``(1/N) sum_i (grad l_i)^2``.
-* ``"true"``: per-example, at labels drawn from the model (``sample_fn`` and
-  keys required).
+* ``"true"``: per-example, at labels drawn from the model with ``sample_fn``
+  and the call's ``key`` (the only use of the key).
 
 All three come from :func:`jaxunlearn.curvature.fisher_diagonal`. ``loss_fn``
 should be evaluated in eval mode (batch norm with running statistics, no
@@ -43,17 +43,21 @@ LFSSD (:func:`lfssd`): the loss is the label-free ``mean_i ||f(x_i)||_2^2``
 ``I_L = (1/M) sum_j |grad L(B_j)|`` (or the per-example mean of ``|grad l_i|``
 with ``estimator="empirical"``).
 
-Two simpler rules from the SSD walk-through notebook (seed 002) are options
-(``rule=``); both zero the selected parameters instead of dampening them:
+Two simpler pruning rules are options (``rule=``); both zero the selected
+parameters instead of dampening them:
 
-* ``"prune"``: select ``I_f > I_D`` (the notebook's text; its code cell used
-  ``I_f > 0``, which zeroed 99.95 % of a ResNet);
+* ``"prune"``: select ``I_f > I_D``;
 * ``"binary"``: select ``I_f > lambda * I_D``.
 
-``init`` computes ``I_D`` once; every ``update`` (one forget request) computes
-``I_f`` on its forget data and reuses ``I_D``. Shapes: importances are pytrees
-like ``params``; data are pytrees of arrays ``[N, ...]`` (``(x, y)`` for a
-classifier).
+Contract (:mod:`jaxunlearn.methods.base`): ``init(params, data, *, key)``
+computes ``I_D`` once over all of ``data``, the training data the model was
+trained on, which is SSD's ``D``; every ``update(params, request, state, *,
+key)`` computes ``I_f`` on the requested examples and dampens. Sequential
+requests reuse that ``I_D``: the model was trained on all of ``D``, including
+the examples forgotten since (SSD defines ``D`` as the training data, not the
+data still alive). Shapes: importances are pytrees like ``params``; data are
+pytrees of arrays ``[N, ...]`` (``(x, y)`` for a classifier, ``x`` alone or
+``(x, y)`` for LFSSD).
 """
 
 from __future__ import annotations
@@ -65,12 +69,12 @@ import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_finite, check_same_structure, num_examples
+from jaxunlearn._validation import check_finite, check_fits_model, check_same_structure, num_examples
 from jaxunlearn.curvature import chunked_sum, fisher_diagonal, per_example_grads
 from jaxunlearn.curvature.chunks import num_chunks
 from jaxunlearn.curvature.fisher import SampleFn
 from jaxunlearn.curvature.products import LossFn
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, open_request, public
 
 RULES = ("dampen", "prune", "binary")
 SQUARED_ESTIMATORS = ("batch_squared", "empirical", "true")
@@ -80,17 +84,21 @@ ABSOLUTE_ESTIMATORS = ("batch_squared", "empirical")
 class SSDState(NamedTuple):
     """State of :func:`ssd` / :func:`lfssd`.
 
-    ``full_importance``: ``I_D``, a pytree like params (computed once by ``init``);
-    ``forget_importance``: ``I_f`` of the last request (zeros before any);
-    ``num_selected``: positions selected by the last request; ``selected_fraction``:
-    that number over the total number of parameters; ``num_requests``: requests served.
+    ``store``: the training data and the ``alive`` mask (:class:`~jaxunlearn.methods.base.DataState`);
+    ``full_importance``: ``I_D`` over all of the training data, a pytree like params (computed once by ``init``).
     """
 
+    store: DataState
     full_importance: Any
-    forget_importance: Any
+
+
+class SSDInfo(NamedTuple):
+    """Diagnostics of one request: ``num_selected`` (int32) positions selected, ``selected_fraction``
+    that number over the total number of parameters, ``forget_importance`` ``I_f`` (a pytree like params)."""
+
     num_selected: jax.Array
     selected_fraction: jax.Array
-    num_requests: jax.Array
+    forget_importance: Any
 
 
 def _check_hyper(alpha: float, lambda_: float, rule: str, batch_size: int) -> None:
@@ -172,36 +180,37 @@ def dampen(
 
 
 def _ssd_unlearner(
-    importance_fn: Callable[..., Any], *, alpha: float, lambda_: float, rule: str
+    importance_fn: Callable[[Any, Any, jax.Array], Any], fit_loss: LossFn, *, alpha: float, lambda_: float, rule: str,
+    num_classes: int | None,
 ) -> Unlearner:
-    # compiled once per unlearner (input checks stay outside, on concrete values)
+    """``init``/``update`` around ``importance_fn(params, data, key)``; ``fit_loss`` checks that the data fit."""
     importance = jax.jit(importance_fn)
 
-    @jax.jit
-    def forget_step(params, forget_data, full_importance, key):
-        forget = importance_fn(params, forget_data, key)
-        new_params, mask = dampen(params, forget, full_importance, alpha=alpha, lambda_=lambda_, rule=rule)
+    def request_step(params, request, state, key):
+        req = open_request(state.store, request)
+        forget = importance_fn(params, req.forget, key)
+        new_params, mask = dampen(params, forget, state.full_importance, alpha=alpha, lambda_=lambda_, rule=rule)
         selected = sum(jnp.sum(m, dtype=jnp.int32) for m in jax.tree.leaves(mask))
-        return new_params, forget, selected
+        total = sum(jnp.size(p) for p in jax.tree.leaves(params))
+        info = SSDInfo(selected, selected.astype(jnp.float32) / total, forget)
+        return new_params, SSDState(state.store._replace(alive=req.retain), state.full_importance), info
 
-    def init(params: Any, full_train_data: Any, *, key: jax.Array | None = None) -> SSDState:
-        num_examples(full_train_data, "full_train_data")
-        check_finite(params)
-        full = importance(params, full_train_data, key)
-        zero = jnp.zeros((), jnp.int32)
-        return SSDState(full, otu.tree_zeros_like(full), zero, jnp.zeros((), jnp.float32), zero)
+    core = jax.jit(request_step)  # compiled once per unlearner and request size
 
-    def update(params: Any, forget_data: Any, state: SSDState, *, key: jax.Array | None = None):
+    @public
+    def init(params: Any, data: Any, *, key: jax.Array) -> SSDState:
+        """``SSDState`` with ``I_D`` over all of ``data`` (the training data, in the order given)."""
+        store = init_data_state(data, "data", num_classes=num_classes)
+        check_fits_model(fit_loss, params, store.data, "data")
+        return SSDState(store, importance(params, store.data, key))
+
+    @public
+    def update(params: Any, request: Any, state: SSDState, *, key: jax.Array) -> tuple[Any, SSDState, SSDInfo]:
+        """Dampen ``params`` for the examples ``request`` (indices into ``init``'s data)."""
         if not isinstance(state, SSDState):
             raise TypeError(f"state must be the SSDState returned by init, got {type(state).__name__}.")
-        num_examples(forget_data, "forget_data")
         check_same_structure(params, state.full_importance, "params", "state.full_importance")
-        check_finite(params)
-        new_params, forget, selected = forget_step(params, forget_data, state.full_importance, key)
-        total = sum(jnp.size(p) for p in jax.tree.leaves(params))
-        return new_params, SSDState(
-            state.full_importance, forget, selected, selected / total, state.num_requests + 1
-        )
+        return core(params, request, state, key)
 
     return Unlearner(init, update)
 
@@ -215,6 +224,7 @@ def ssd(
     batch_size: int = 64,
     rule: str = "dampen",
     sample_fn: SampleFn | None = None,
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Selective Synaptic Dampening (module doc) as an :class:`Unlearner`.
 
@@ -228,11 +238,14 @@ def ssd(
       batch_size: the batches of ``"batch_squared"`` (the chunk of the others).
       rule: ``"dampen"`` (SSD), ``"prune"`` or ``"binary"`` (module doc).
       sample_fn: for ``"true"``: ``jaxunlearn.curvature.sample_categorical_labels(logits_fn)``.
+      num_classes: checks the labels given to ``init`` against ``0..num_classes-1`` (a
+        ``Dataset`` brings its own; without either only negative labels are caught).
 
     Returns:
-      ``Unlearner(init, update)`` with ``init(params, full_train_data, *, key=None) -> SSDState``
-      and ``update(params, forget_data, state, *, key=None) -> (params, SSDState)``;
-      ``key`` is needed only by ``estimator="true"``.
+      ``Unlearner(init, update)`` with ``init(params, data, *, key) -> SSDState`` (``I_D`` over
+      all of ``data``, the training data) and
+      ``update(params, request, state, *, key) -> (params, SSDState, SSDInfo)``;
+      the key is used only by ``estimator="true"`` (labels drawn from the model).
     """
     _check_hyper(alpha, lambda_, rule, batch_size)
     if estimator not in SQUARED_ESTIMATORS:
@@ -244,13 +257,11 @@ def ssd(
         )
 
     def importance(params, data, key):
-        if estimator == "true" and key is None:
-            raise ValueError('estimator="true" needs a PRNG key: pass key=jax.random.key(...) to init and update.')
         return fisher_diagonal(
             loss_fn, params, data, estimator=estimator, batch_size=batch_size, key=key, sample_fn=sample_fn
         )
 
-    return _ssd_unlearner(importance, alpha=alpha, lambda_=lambda_, rule=rule)
+    return _ssd_unlearner(importance, loss_fn, alpha=alpha, lambda_=lambda_, rule=rule, num_classes=num_classes)
 
 
 def lfssd(
@@ -261,11 +272,13 @@ def lfssd(
     estimator: str = "batch_squared",
     batch_size: int = 64,
     rule: str = "dampen",
+    num_classes: int | None = None,
 ) -> Unlearner:
     """Label-free SSD (module doc): importances ``|grad|`` of ``mean_i ||logits_fn(params, x_i)||^2``.
 
-    ``logits_fn(params, x[B, ...]) -> [B, C]`` in eval mode. Data may be
-    ``(x, y)`` (labels ignored) or ``x``. Same ``init``/``update`` as :func:`ssd`.
+    ``logits_fn(params, x[B, ...]) -> [B, C]`` in eval mode. The training data
+    given to ``init`` may be ``(x, y)`` (labels ignored) or ``x``. Same
+    ``init``/``update``/:class:`SSDState`/:class:`SSDInfo` and ``num_classes`` as :func:`ssd`; the key is unused.
     """
     _check_hyper(alpha, lambda_, rule, batch_size)
     if estimator not in ABSOLUTE_ESTIMATORS:
@@ -276,4 +289,4 @@ def lfssd(
         del key
         return absolute_gradient_importance(loss, params, data, estimator=estimator, batch_size=batch_size)
 
-    return _ssd_unlearner(importance, alpha=alpha, lambda_=lambda_, rule=rule)
+    return _ssd_unlearner(importance, loss, alpha=alpha, lambda_=lambda_, rule=rule, num_classes=num_classes)

@@ -1,8 +1,8 @@
-"""Variational inference forgetting (Fu, He, Xu & Tao, "Bayesian Inference Forgetting", 2021).
+"""Variational inference forgetting (Fu, He, Xu & Tao, "Bayesian Inference Forgetting", arXiv 2101.06417).
 
-Section 1.3 of our reference notes. The variational parameters ``gamma``
-minimise ``F(gamma, S)``; removing ``S'`` moves the optimum by the influence
-function, estimated with one Newton-like step per removal request::
+The variational parameters ``gamma`` minimise ``F(gamma, S)``; removing ``S'``
+moves the optimum by the influence function, estimated with one Newton-like
+step per removal request::
 
     v   = grad_gamma sum_{z in S'} h(gamma, z)                      (mean over bbp_T noise draws)
     h_0 = v,   h_t = v + h_{t-1} - s H_hat_{B_t} h_{t-1},  t = 1..iter_T
@@ -11,19 +11,28 @@ function, estimated with one Newton-like step per removal request::
 ``H_hat_B`` is the Hessian of the minibatch energy ``F_hat(gamma, B)`` (each
 HVP averaged over ``bbp_T`` fresh noise draws for the variational network),
 ``s = scaling0 / n`` with ``n`` the number of points *before* this removal,
-and the recursion's batches ``B_t`` are drawn from the current remaining set,
-which **still contains** ``S'``; ``S'`` is removed and ``n`` updated after the
-step, as the originals do. The recursion is
+and the recursion's batches ``B_t`` are drawn from the points alive before the
+request, which **still contain** ``S'``; ``S'`` is removed and ``n`` set to the
+count of alive points after the step, as the originals do. The recursion is
 :func:`jaxunlearn.curvature.lissa` with ``damping = 0``, a single repeat and
-``scale = s``; each of its "batches" is a pair (minibatch, ``bbp_T`` PRNG
-keys), so the noise draws travel through LiSSA's scan.
+``scale = s``; each of its "batches" is a pair (minibatch indices, ``bbp_T``
+PRNG keys), so the noise draws travel through LiSSA's scan.
+
+Randomness of one request: ``k_batches, k_noise = jax.random.split(key)``; the
+minibatch indices are ``bayes.draw_batches(k_batches, alive_before, iter_T, batch_size)``;
+:func:`vi_influence` splits ``k_grad, k_hvp = jax.random.split(k_noise)``, the ``bbp_T``
+draws of ``v`` use ``jax.random.split(k_grad, bbp_T)`` and the HVP noise
+``jax.random.split(k_hvp, (iter_T, bbp_T))`` (deterministic energies use one draw and
+ignore the noise). ``update(..., batches=idx)`` replaces only the minibatch
+indices, so a run can be replayed against another implementation with its own batch
+sequence while the noise still comes from ``key``.
 
 Usage::
 
     energy = ju.bayes.vbnn_energy(stochastic_logits_fn(module), prior_std=0.15)
     forgetter = vi_forgetting(energy, scaling0=0.1, iter_T=64, bbp_T=5, batch_size=128)
-    state = forgetter.init(gamma, train_data, key=key)        # the data the posterior conditions on
-    gamma, state = forgetter.update(gamma, forget_idx, state)  # indices into train_data, one chunk
+    state = forgetter.init(gamma, train_data, key=k0)              # the data the posterior conditions on
+    gamma, state, info = forgetter.update(gamma, forget_idx, state, key=k1)   # one chunk of indices
 
 Defaults of the originals: GMM ``scaling0 = 1, iter_T = 32, batch 64``;
 Fashion-MNIST VI ``scaling0 = 0.1, iter_T = 64, bbp_T = 5, rm_bs = 64, batch 128``.
@@ -37,35 +46,26 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn import curvature
-from jaxunlearn._validation import check_finite, num_examples
+from jaxunlearn._validation import check_fits_model, check_number, check_positive_int
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.bayes.minibatch import all_alive, draw_indices, remove, take
-from jaxunlearn.methods.base import Unlearner
+from jaxunlearn.bayes.minibatch import _check_batch_size, check_batches, draw_batches, take
+from jaxunlearn.methods import base
 
-__all__ = ["VIForgettingState", "vi_forgetting", "vi_influence"]
+__all__ = ["VIForgettingInfo", "VIForgettingState", "vi_forgetting", "vi_influence"]
 
 
 class VIForgettingState(NamedTuple):
-    """``data``: the whole dataset given to ``init`` (``[N, ...]`` leaves); ``alive``: bool ``[N]``, points
-    still in the posterior; ``n``: their number (int32); ``key``: PRNG key for batches and noise;
-    ``last_norms``: ``||h_t||`` of the last recursion ``[iter_T]`` (zeros before the first update)."""
+    """``store``: the data given to ``init`` and the ``alive`` mask of the points still in the posterior;
+    ``n``: int32, their number (``sum(store.alive)``)."""
 
-    data: Any
-    alive: jax.Array
+    store: base.DataState
     n: jax.Array
-    key: jax.Array
-    last_norms: jax.Array
 
 
-def _check_config(scaling0: float, iter_T: int, bbp_T: int, batch_size: int) -> None:
-    if not scaling0 > 0:
-        raise ValueError(f"scaling0 must be positive, got {scaling0}; the originals use 0.1 (BNN) and 1 (GMM).")
-    if iter_T < 1:
-        raise ValueError(f"iter_T (recursion depth) must be >= 1, got {iter_T}.")
-    if bbp_T < 1:
-        raise ValueError(f"bbp_T (noise draws per gradient/HVP) must be >= 1, got {bbp_T}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+class VIForgettingInfo(NamedTuple):
+    """``norms``: ``||h_t||`` of the request's recursion, ``[iter_T]``."""
+
+    norms: jax.Array
 
 
 def vi_influence(
@@ -73,39 +73,38 @@ def vi_influence(
     params: Any,
     forget_batch: Any,
     data: Any,
-    alive: jax.Array,
+    batches: jax.Array,
     n: Any,
     key: jax.Array,
     *,
     scaling0: float,
-    iter_T: int,
     bbp_T: int,
-    batch_size: int,
     check: bool = True,
 ) -> curvature.LissaResult:
     """The correction ``s h_T ~ H^{-1} grad sum_{S'} h`` (``LissaResult.ihvp``, a pytree like ``params``).
 
-    ``forget_batch`` is ``S'`` itself; the recursion's minibatches come from
-    the ``alive`` points of ``data``; ``s = scaling0 / n``.
+    ``forget_batch`` is ``S'`` itself; ``batches`` (int ``[iter_T, B]``) are the
+    recursion's minibatch indices into ``data``; ``n`` the count of points the
+    posterior conditions on, ``s = scaling0 / n``; ``key`` gives the noise
+    draws: ``k_grad, k_hvp = jax.random.split(key)`` (see the module docstring).
     """
-    _check_config(scaling0, iter_T, bbp_T, batch_size)
     draws = bbp_T if energy.stochastic else 1
-    k_v, k_idx, k_noise = jax.random.split(key, 3)
+    iter_T = batches.shape[0]
+    k_grad, k_hvp = jax.random.split(key)
 
     def mean_over_noise(fn, keys):
-        vals = jax.vmap(fn)(keys)
-        return jax.tree.map(lambda a: jnp.mean(a, axis=0), vals)
+        return jax.tree.map(lambda a: jnp.mean(a, axis=0), jax.vmap(fn)(keys))
 
-    v = mean_over_noise(lambda k: jax.grad(energy.forget)(params, forget_batch, k), jax.random.split(k_v, draws))
-    idx = jax.vmap(lambda k: draw_indices(k, alive, batch_size))(jax.random.split(k_idx, iter_T))
-    batches = (take(data, idx), jax.random.split(k_noise, (iter_T, draws)))
+    v = mean_over_noise(lambda k: jax.grad(energy.forget)(params, forget_batch, k), jax.random.split(k_grad, draws))
 
-    def loss_fn(p, batch_and_keys):
-        batch, keys = batch_and_keys
+    def loss_fn(p, idx_and_keys):
+        idx, keys = idx_and_keys
+        batch = take(data, idx)
         return jnp.mean(jax.vmap(lambda k: energy.energy(p, batch, n, k))(keys))
 
     scale = jnp.asarray(scaling0, jnp.float32) / n
-    return curvature.lissa(loss_fn, params, v, batches, scale=scale, check=check)
+    steps = (batches, jax.random.split(k_hvp, (iter_T, draws)))
+    return curvature.lissa(loss_fn, params, v, steps, scale=scale, check=check)
 
 
 def vi_forgetting(
@@ -116,35 +115,58 @@ def vi_forgetting(
     batch_size: int,
     bbp_T: int = 5,
     check: bool = True,
-) -> Unlearner:
+) -> base.Unlearner:
     """VI forgetting as an :class:`~jaxunlearn.methods.base.Unlearner` (module docstring).
 
-    ``init(params, data, *, key) -> VIForgettingState``: ``data`` is everything
-    the posterior currently conditions on (the forget chunks included).
-    ``update(params, forget_idx, state) -> (params, state)``: ``forget_idx`` is
-    a 1-D integer array of indices into ``data`` (one removal request of
-    ``rm_bs`` points); jittable.
+    Args:
+      energy: the variational energy (:func:`jaxunlearn.bayes.vbnn_energy`, :func:`jaxunlearn.bayes.vgmm_energy`).
+      scaling0: ``s * n`` of the recursion (``> 0``; ``s lambda_max(H)`` must stay below 2).
+      iter_T: recursion depth. batch_size: minibatch size of each HVP.
+      bbp_T: noise draws averaged per gradient and HVP (stochastic energies only).
+      check: raise :class:`jaxunlearn.curvature.LissaDivergenceError` when the recursion diverges.
+
+    Returns:
+      ``Unlearner(init, update)``:
+
+      * ``init(params, data, *, key) -> VIForgettingState``: ``data`` is everything
+        the posterior conditions on (the forget chunks included); ``key`` only serves the
+        shape check of ``data`` against the energy.
+      * ``update(params, request, state, *, key, batches=None) -> (params, state, VIForgettingInfo)``:
+        ``request`` a 1-D int array of indices into ``data`` (one chunk), ``key``
+        drives all randomness; ``batches`` (optional, int ``[iter_T, batch_size]``)
+        injects the recursion's minibatch indices, each of a point alive before the
+        request. The request computation is jitted once, here.
     """
-    _check_config(scaling0, iter_T, bbp_T, batch_size)
+    scaling0 = check_number(scaling0, "scaling0", low=0.0, low_inclusive=False)
+    iter_T = check_positive_int(iter_T, "iter_T")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    bbp_T = check_positive_int(bbp_T, "bbp_T")
 
+    @base.public
     def init(params: Any, data: Any, *, key: jax.Array) -> VIForgettingState:
-        check_finite(params, "params")
-        size = num_examples(data, "data")
-        if batch_size > size:
-            raise ValueError(f"batch_size={batch_size} exceeds the {size} points of data; lower batch_size.")
-        data = jax.tree.map(jnp.asarray, data)
-        return VIForgettingState(data, all_alive(data), jnp.asarray(size, jnp.int32), key, jnp.zeros((iter_T,)))
+        store = base.init_data_state(data, "data")
+        _check_batch_size(store.alive, batch_size)
+        check_fits_model(lambda p, b: energy.forget(p, b, key), params, store.data, "data")  # shapes only
+        return VIForgettingState(store, jnp.asarray(store.alive.shape[0], jnp.int32))
 
-    def update(params: Any, forget_idx: Any, state: VIForgettingState) -> tuple[Any, VIForgettingState]:
-        check_finite(params, "params")
-        alive = remove(state.alive, forget_idx)  # validates the indices before any work
-        key, sub = jax.random.split(state.key)
-        result = vi_influence(
-            energy, params, take(state.data, forget_idx), state.data, state.alive, state.n, sub,
-            scaling0=scaling0, iter_T=iter_T, bbp_T=bbp_T, batch_size=batch_size, check=check,
-        )
+    def request_fn(params, request, state, key, batches):
+        req = base.open_request(state.store, request)
+        k_batches, k_noise = jax.random.split(key)
+        if batches is None:
+            idx = draw_batches(k_batches, req.before, iter_T, batch_size)
+        else:
+            idx = check_batches(batches, req.before, (iter_T, batch_size))
+        result = vi_influence(energy, params, req.forget, state.store.data, idx, state.n, k_noise,
+                              scaling0=scaling0, bbp_T=bbp_T, check=check)
         new_params = jax.tree.map(jnp.add, params, result.ihvp)
-        n_new = state.n - jnp.asarray(forget_idx).shape[0]
-        return new_params, VIForgettingState(state.data, alive, n_new.astype(jnp.int32), key, result.norms[0])
+        new_state = VIForgettingState(state.store._replace(alive=req.retain), jnp.sum(req.retain).astype(jnp.int32))
+        return new_params, new_state, VIForgettingInfo(result.norms[0])
 
-    return Unlearner(init, update)
+    core = jax.jit(request_fn)
+
+    @base.public
+    def update(params: Any, request: Any, state: VIForgettingState, *, key: jax.Array,
+               batches: Any = None) -> tuple[Any, VIForgettingState, VIForgettingInfo]:
+        return core(params, request, state, key, batches)
+
+    return base.Unlearner(init, update)

@@ -9,7 +9,7 @@ k = 1, as used by the MCMC-unlearning evaluation (Fu et al., ICLR 2022,
     D(P || Q) ~= (d / n) sum_i log(nu_i / rho_i) + log(m / (n - 1)),
 
 ``rho_i = min_{j != i} ||x_i - x_j||`` (nearest neighbour among the other P
-samples), ``nu_i = min_j ||x_i - y_j||`` (nearest Q sample). In the seeds'
+samples), ``nu_i = min_j ||x_i - y_j||`` (nearest Q sample). In the original papers'
 use the samples are flattened parameter vectors of 100 consecutive SG-MCMC
 steps, so ``d`` is the number of parameters.
 

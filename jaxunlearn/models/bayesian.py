@@ -2,7 +2,7 @@
 
 Blundell et al. (2015) "Weight Uncertainty in Neural Networks"; Kingma, Salimans
 & Welling (2015) for the local reparameterisation trick; in the form used by
-Fu et al., "Bayesian Inference Forgetting" (2021), section 1.2 of our notes.
+Fu et al., "Bayesian Inference Forgetting" (arXiv 2101.06417, 2021).
 
 Every weight ``w`` has ``q(w) = N(mu, sigma^2)`` with ``sigma = exp(rho)``
 (exponential, **not** softplus, as the originals). A layer computing

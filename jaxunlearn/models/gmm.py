@@ -1,8 +1,8 @@
-"""Gaussian mixtures of the Bayesian forgetting seeds: the MCMC mixture and the variational mixture.
+"""Gaussian mixtures of the Bayesian forgetting papers: the MCMC mixture and the variational mixture.
 
 Fu, He, Xu & Tao, "Bayesian Inference Forgetting" (arXiv 2101.06417), and
 Fu, He & Tao, "Knowledge Removal in Sampling-based Bayesian Inference"
-(ICLR 2022): section 1.2 of our reference notes. Both models have ``K``
+(ICLR 2022), as their code defines them. Both models have ``K``
 clusters in ``d`` dimensions with equal weights ``1/K`` and unit covariance.
 
 **MCMC mixture** (parameters ``means``, shape ``[K, d]``; the originals' ``GMM``)::

@@ -1,4 +1,4 @@
-"""LeNet-5 of the Bayesian seeds (BIF and MCMC unlearning, Fashion-MNIST at 32x32).
+"""LeNet-5 of the Bayesian forgetting papers (BIF and MCMC unlearning, Fashion-MNIST at 32x32).
 
 ``conv(6, 5x5) -> relu -> maxpool 2 -> conv(16, 5x5) -> relu -> maxpool 2 ->
 fc 120 -> relu -> fc 84 -> relu -> fc num_classes`` (LeCun et al. 1998; the

@@ -141,8 +141,10 @@ def torch_names(module: nn.Module, variables: Any) -> dict[str, TorchParam]:
 
 
 def _as_numpy(key: str, value: Any) -> np.ndarray:
+    """A private numpy copy of ``value``: JAX may wrap host buffers without copying, so the returned
+    params must never share memory with the caller's arrays (a later in-place update would rewrite them)."""
     try:
-        return np.asarray(value)
+        return np.array(value, copy=True)
     except Exception as err:  # a torch tensor that requires grad or lives on a GPU
         raise TypeError(
             f"state_dict[{key!r}] is not convertible to a numpy array ({type(value).__name__}); "

@@ -1,4 +1,4 @@
-"""Evaluation (8-bit quantisation, prob/entropy), the scan loop, the attacks and the pictures."""
+"""Evaluation (8-bit quantisation, prob/entropy), training the CVAE and its judge, the attacks and the pictures."""
 
 import os
 
@@ -6,14 +6,16 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxunlearn.amnesia import (
     class_centroids, class_scores, latent_walk_attack, noisy_condition_attack, optimization_attack, quantize_8bit,
-    random_latent_attack, scan_loop, score_samples,
+    random_latent_attack, score_samples, train_cvae, train_sa_classifier,
 )
 from jaxunlearn.amnesia import plots
 from jaxunlearn.models.cvae import create_cvae
+from jaxunlearn.models.sa_classifier import create_sa_classifier
 
 NC = 3
 
@@ -46,21 +48,26 @@ class TestScores(chex.TestCase):
         np.testing.assert_allclose([out["prob"], out["entropy"]], [1 / NC, np.log(NC)], rtol=1e-6)
 
 
-def test_scan_loop_equals_python_loop():
-    def step(c, k):
-        c = c * 0.5 + jax.random.normal(k)
-        return c, c**2
-
-    key = jax.random.key(0)
-    carry, logs = scan_loop(step, jnp.asarray(1.0), 7, key=key, chunk_size=3, progress=False)
-    c, ref = jnp.asarray(1.0), []
-    for k in jax.random.split(key, 7):
-        c, l = step(c, k)
-        ref.append(float(l))
-    np.testing.assert_allclose(carry, c, rtol=1e-6)
-    np.testing.assert_allclose(logs, ref, rtol=1e-6)
-    with pytest.raises(ValueError, match="num_steps"):
-        scan_loop(step, 1.0, -1, key=key)
+def test_training_lowers_the_loss_and_checks_labels():
+    module, params = create_cvae(jax.random.key(0), x_dim=64, num_classes=NC, hidden=(16, 8), z_dim=2)
+    x = jax.random.uniform(jax.random.key(1), (30, 8, 8, 1))
+    y = jnp.arange(30) % NC
+    key = jax.random.key(2)
+    trained, losses = train_cvae(module, params, x, y, key=key, num_steps=40, batch_size=8,
+                                 optimizer=optax.adam(1e-2), progress=True)
+    assert isinstance(losses, np.ndarray) and losses.shape == (40,)
+    assert losses[-5:].mean() < losses[:5].mean()
+    assert jax.tree.structure(trained) == jax.tree.structure(params)
+    with pytest.raises(ValueError, match="y hold values"):
+        train_cvae(module, params, x, y + 1, key=key, num_steps=1)
+    clf, variables = create_sa_classifier(jax.random.key(3), input_shape=(8, 8, 1))
+    trained, clf_losses = train_sa_classifier(clf, variables, x, y, key=key, num_steps=30, batch_size=10,
+                                              decay_every=10, progress=False)
+    assert clf_losses.shape == (30,) and np.all(np.isfinite(clf_losses))
+    assert set(trained) == {"params", "batch_stats"}
+    assert not np.allclose(trained["batch_stats"]["bn1"]["mean"], variables["batch_stats"]["bn1"]["mean"])
+    with pytest.raises(ValueError, match="y hold values"):
+        train_sa_classifier(clf, variables, x, y - 1, key=key, num_steps=1)
 
 
 def test_attacks_run_and_optimisation_raises_the_target_probability(tmp_path):

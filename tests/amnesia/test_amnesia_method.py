@@ -8,9 +8,10 @@ import numpy as np
 import optax
 import pytest
 
+import jaxunlearn as ju
 from jaxunlearn.methods.selective_amnesia import (
-    SABatch, SAState, ewc_penalty, forgetting_loss_terms, project_gradients, sa_fisher_diagonal,
-    sample_fisher_inputs, sample_sa_batch, selective_amnesia,
+    SABatch, SAInfo, SAState, class_request, ewc_penalty, forgetting_loss_terms, make_sa_fisher, project_gradients,
+    sa_fisher_diagonal, sample_fisher_inputs, sample_sa_batch, selective_amnesia,
 )
 from jaxunlearn.models.cvae import create_cvae, decode, one_hot
 
@@ -131,40 +132,128 @@ class TestProjection(chex.TestCase):
         np.testing.assert_allclose(flat(pf2), f, rtol=1e-6)
 
 
-def test_unlearner_forgets_sequentially_and_keeps_theta_star():
+def cvae_data(n=12):
+    """Training data of the tiny CVAE: 6 features in [0, 1], labels 0, 1, 2, 0, 1, 2, ..."""
+    return jax.random.uniform(jax.random.key(7), (n, 6)), jnp.arange(n) % NC
+
+
+@pytest.fixture(scope="module")
+def sa_setup():
+    """One configured unlearner (compiled once for the whole module) and its state on the tiny CVAE."""
     module, params = tiny()
+    data = cvae_data()
     un = selective_amnesia(module, num_steps=12, batch_size=16, num_fisher_samples=20, fisher_chunk_size=8,
                            optimizer=optax.adam(1e-2), progress=False)
-    state = un.init(params, key=jax.random.key(0))
-    assert isinstance(state, SAState) and state.log is None
-    p1, state = un.update(params, 1, state)
+    return module, params, data, un, un.init(params, data, key=jax.random.key(0))
+
+
+def test_unlearner_forgets_sequentially_and_keeps_theta_star(sa_setup):
+    module, params, (x, y), un, state = sa_setup
+    assert isinstance(state, SAState) and not np.asarray(state.forgotten).any()
+    p1, state, info = un.update(params, class_request(y, 1), state, key=jax.random.key(1))
+    assert isinstance(info, SAInfo) and isinstance(info.total, jax.Array)
     assert np.asarray(state.forgotten).tolist() == [False, True, False]
-    assert state.log.total.shape == (12,) and np.all(np.isnan(state.log.cosine))
+    np.testing.assert_array_equal(state.store.alive, np.asarray(y) != 1)
+    assert info.total.shape == (12,) and np.all(np.isnan(info.cosine))
     # the loss falls: the surrogate (noise) term is what the optimiser pushes down
-    assert state.log.forget[-3:].mean() < state.log.forget[:3].mean()
-    p2, state = un.update(p1, 0, state)
+    assert info.forget[-3:].mean() < info.forget[:3].mean()
+    p2, state, _ = un.update(p1, class_request(y, 0), state, key=jax.random.key(2))
     assert np.asarray(state.forgotten).tolist() == [True, True, False]
+    np.testing.assert_array_equal(state.store.alive, np.asarray(y) == 2)
     chex.assert_trees_all_equal(state.params_star, params)
-    with pytest.raises(ValueError, match="every class"):
-        un.update(p2, 2, state)
-    with pytest.raises(ValueError, match="forget_class"):
-        un.update(p2, 7, state)
-    with pytest.raises(ValueError, match="key"):
-        un.init(params)
+    with pytest.raises(ValueError, match="all 3 classes"):
+        un.update(p2, class_request(y, 2), state, key=jax.random.key(3))
+
+
+def test_init_fisher_is_the_configured_jitted_fisher(sa_setup):
+    module, params, _, _, state = sa_setup
+    fisher = make_sa_fisher(module, num_samples=20, chunk_size=8)
+    chex.assert_trees_all_close(state.fisher, fisher(params, jax.random.key(0)), rtol=1e-6)
+    fisher(params, jax.random.key(4))
+    assert fisher._cache_size() == 1  # one compilation per configuration, whatever the key
+
+
+def test_a_request_forgets_the_classes_of_its_examples(sa_setup):
+    _, params, (_, y), un, state = sa_setup
+    _, after, _ = un.update(params, jnp.array([3, 5]), state, key=jax.random.key(1))  # labels 0 and 2
+    assert np.asarray(after.forgotten).tolist() == [True, False, True]
+    np.testing.assert_array_equal(class_request(y, [0, 2]), np.flatnonzero(np.isin(np.asarray(y), [0, 2])))
+    with pytest.raises(ValueError, match="nothing to forget"):
+        class_request(y, 5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_forgotten_index_again_or_every_class_raises_value_error(sa_setup, jit):
+    _, params, (_, y), un, state = sa_setup
+    p1, state, _ = un.update(params, class_request(y, 1), state, key=jax.random.key(1))
+    update = ju.jit(un.update) if jit else un.update
+    with pytest.raises(ValueError, match="forgotten by an earlier request"):
+        update(p1, jnp.array([0, 1]), state, key=jax.random.key(2))
+    with pytest.raises(ValueError, match="in \\[0, N\\)"):
+        update(p1, jnp.array([2, 99]), state, key=jax.random.key(2))
+    with pytest.raises(ValueError, match="all 3 classes"):
+        update(p1, jnp.array([0, 2]), state, key=jax.random.key(2))  # classes 0 and 2 join 1: none left
+
+
+def test_jit_and_eager_agree_and_same_key_same_result(sa_setup):
+    _, params, (_, y), un, state = sa_setup
+    request, key = class_request(y, 1), jax.random.key(5)
+    eager = un.update(params, request, state, key=key)
+    again = un.update(params, request, state, key=key)
+    chex.assert_trees_all_equal(eager, again)
+    jitted = jax.jit(un.update)(params, request, state, key=key)
+    chex.assert_trees_all_close(jitted[0], eager[0], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal(jitted[1].forgotten, eager[1].forgotten)
+    other = un.update(params, request, state, key=jax.random.key(6))
+    assert not np.allclose(other[0]["fc6"]["bias"], eager[0]["fc6"]["bias"])
+
+
+def test_no_recompilation_on_a_second_request_of_the_same_size(sa_setup):
+    _, params, (_, y), un, state = sa_setup
+    un.update(params, class_request(y, 1), state, key=jax.random.key(1))
+    compiled = un.update.core._cache_size()
+    un.update(params, class_request(y, 2), state, key=jax.random.key(2))  # 4 indices again, other class and key
+    assert un.update.core._cache_size() == compiled
+
+
+def test_vmap_over_keys_matches_separate_calls(sa_setup):
+    _, params, (_, y), un, state = sa_setup
+    request = class_request(y, 0)
+    keys = jax.random.split(jax.random.key(8), 3)
+    batched, states, infos = jax.vmap(lambda k: un.update(params, request, state, key=k))(keys)
+    assert infos.total.shape == (3, 12)
+    for i in range(3):
+        single, _, _ = un.update(params, request, state, key=keys[i])
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], batched), single, rtol=1e-5, atol=1e-6)
+    assert np.asarray(states.forgotten).tolist() == [[True, False, False]] * 3
+
+
+def test_init_checks_data_and_key(sa_setup):
+    module, params, (x, y), un, _ = sa_setup
+    with pytest.raises(ValueError, match="labels"):
+        un.init(params, (x, y + 1), key=jax.random.key(0), fisher=params)
+    with pytest.raises(ValueError, match="x_dim"):
+        un.init(params, (x[:, :4], y), key=jax.random.key(0), fisher=params)
+    with pytest.raises(TypeError, match="key"):
+        un.init(params, (x, y), key=None)
+    with pytest.raises(ValueError, match="fisher"):
+        un.init(params, (x, y), key=jax.random.key(0), fisher={"wrong": jnp.zeros(2)})
 
 
 def test_projection_variants_run_and_bad_config_raises():
     module, params = tiny()
+    data = cvae_data()
     fisher = jax.tree.map(jnp.ones_like, params)
     key = jax.random.key(1)
-    for variant in ("symmetric_projection", "alternating_projection"):
-        un = selective_amnesia(module, num_steps=4, batch_size=8, variant=variant, progress=False)
-        p, st = un.update(params, 2, un.init(params, key=key, fisher=fisher))
-        assert np.all(np.isfinite(st.log.cosine)) and np.all(np.abs(st.log.cosine) <= 1.0 + 1e-5)
-        assert np.all(np.isfinite(st.log.grad_norm)) and not np.allclose(p["fc6"]["bias"], params["fc6"]["bias"])
+    # the alternating variant (the symmetric one feeds the sum of the same projections: TestProjection)
+    un = selective_amnesia(module, num_steps=4, batch_size=8, variant="alternating_projection", progress=False)
+    state = un.init(params, data, key=key, fisher=fisher)
+    p, _, info = un.update(params, class_request(data[1], 2), state, key=key)
+    assert np.all(np.isfinite(info.cosine)) and np.all(np.abs(info.cosine) <= 1.0 + 1e-5)
+    assert np.all(np.isfinite(info.grad_norm)) and not np.allclose(p["fc6"]["bias"], params["fc6"]["bias"])
     with pytest.raises(ValueError, match="variant"):
         selective_amnesia(module, variant="pcgrad")
     with pytest.raises(ValueError, match="lmbda"):
         selective_amnesia(module, lmbda=-1.0)
-    with pytest.raises(ValueError, match="fisher"):
-        un.init(params, key=key, fisher={"wrong": jnp.zeros(2)})
+    with pytest.raises(ValueError, match="num_steps"):
+        selective_amnesia(module, num_steps=-1)

@@ -1,5 +1,7 @@
 """SG-MCMC samplers: one step against the seeds' update formulas on fixed noise; SGLD on a Gaussian posterior."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 from blackjax.util import generate_gaussian_noise
 
+import jaxunlearn as ju
 from jaxunlearn import bayes
 
 PRIOR_STD = 2.0
@@ -58,12 +61,24 @@ class SamplerStepTest(chex.TestCase):
         v3 = v2 - eta * grad_f(th1 + v2, x, n) - a * v2 + np.sqrt(2 * a * eta) * generate_gaussian_noise(k3, theta)
         np.testing.assert_allclose(s3.momentum, v3, rtol=1e-4, atol=1e-7)
 
-    def test_schedules(self):
+    def test_schedules_and_config_errors(self):
         np.testing.assert_allclose(bayes.power_decay(-0.5)(jnp.arange(4)), np.arange(1, 5) ** -0.5, rtol=1e-6)
         np.testing.assert_allclose(bayes.step_decay(0.1, 4000)(jnp.array([0, 3999, 4000, 8001])),
                                    [1, 1, 0.1, 0.01], rtol=1e-5)
-        with pytest.raises(ValueError, match="alpha"):
-            bayes.sghmc(energy_fn, alpha=0.0)
+        for alpha in (0.0, 1.5, -0.2):
+            with pytest.raises(ValueError, match="alpha"):
+                bayes.sghmc(energy_fn, alpha=alpha)
+        with pytest.raises(ValueError, match="every"):
+            bayes.step_decay(0.1, 0)
+        theta, x = jnp.zeros(3), jnp.zeros((4, 3))
+        for sampler in (bayes.sgld(energy_fn), bayes.sghmc(energy_fn, alpha=0.4)):
+            with pytest.raises(ValueError, match="lr"):
+                sampler.step(jax.random.key(0), sampler.init(theta), x, 10, 0.0)
+            with pytest.raises(ValueError, match="decay"):
+                sampler.step(jax.random.key(0), sampler.init(theta), x, 10, 1e-3, -1.0)
+        with pytest.raises(ValueError, match="lr"):
+            bayes.run_chain(bayes.sgld(energy_fn), jax.random.key(0), bayes.sgld(energy_fn).init(theta), x,
+                            lr=-1e-3, num_steps=2, batch_size=2)
 
 
 class SGLDPosteriorTest(chex.TestCase):
@@ -79,18 +94,33 @@ class SGLDPosteriorTest(chex.TestCase):
 
         def chain(key):
             st, trace = bayes.run_chain(sampler, key, sampler.init(jnp.zeros(1)), x, lr=lr, num_steps=400,
-                                        batch_size=n, record=True)
+                                        batch_size=n, record=True, progress=True)
             return trace.positions[-200::50, 0]  # 4 nearly independent draws per chain
 
         finals = self.variant(jax.vmap(chain))(jax.random.split(jax.random.key(1), 500)).ravel()
         np.testing.assert_allclose(finals.mean(), post_mean, atol=4 * np.sqrt(post_var / 500))
         np.testing.assert_allclose(finals.var(), post_var, rtol=0.12)
 
-    def test_chain_only_sees_alive_points(self):
+    def test_chain_only_sees_alive_points_and_compiles_once(self):
         x = jnp.concatenate([jnp.zeros((20, 1)), 100 * jnp.ones((20, 1))])
         alive = jnp.arange(40) < 20
-        sampler = bayes.sgld(energy_fn)
-        st, trace = bayes.run_chain(sampler, jax.random.key(0), sampler.init(jnp.zeros(1)), x, lr=0.01 / 20,
-                                    num_steps=200, batch_size=5, alive=alive)
+        traces = []
+
+        def counted(theta, batch, n):
+            traces.append(None)
+            return energy_fn(theta, batch, n)
+
+        sampler = bayes.sgld(counted)
+        chain = jax.jit(functools.partial(bayes.run_chain, sampler, schedule=bayes.power_decay(-0.1)),
+                        static_argnames=("num_steps", "batch_size", "record", "progress"))
+        st, trace = chain(jax.random.key(0), sampler.init(jnp.zeros(1)), x, lr=0.01 / 20, num_steps=200,
+                          batch_size=5, alive=alive)
         assert abs(float(st.position[0])) < 1.0  # the removed points at 100 would pull it far away
         assert trace.step_sizes.shape == (200,)
+        np.testing.assert_allclose(trace.step_sizes[:2], 0.01 / 20 * np.array([1.0, 2.0 ** -0.1]), rtol=1e-5)
+        count = len(traces)
+        chain(jax.random.key(1), st, x, lr=0.02 / 20, num_steps=200, batch_size=5, alive=~alive)
+        assert len(traces) == count, "a second chain of the same shapes recompiled"
+        with pytest.raises(ValueError, match="fewer than batch_size"), ju.keep_errors():
+            chain(jax.random.key(1), st, x, lr=0.02 / 20, num_steps=2, batch_size=5,
+                          alive=jnp.arange(40) < 3)

@@ -1,4 +1,4 @@
-"""MCMC forgetting: the interleaved recursion against a dense inverse Hessian, conjugate removal, baseline."""
+"""MCMC forgetting: the interleaved recursion against a dense inverse Hessian, conjugate removal, baseline, contract."""
 
 import chex
 import jax
@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxunlearn as ju
 from _bayes_helpers import TAU, exact_posterior, float64
 from jaxunlearn import bayes, curvature
-from jaxunlearn.methods.mcmc_forgetting import importance_sampling, mcmc_forgetting, mcmc_influence
+from jaxunlearn.methods.mcmc_forgetting import (
+    MCMCBatches, draw_mcmc_batches, importance_sampling, mcmc_forgetting, mcmc_influence,
+)
 
 
 def _mixture(n, seed=0):
@@ -38,11 +41,11 @@ class MCMCInfluenceTest(chex.TestCase):
             eig = np.linalg.eigvalsh(np.asarray(hess))
             assert eig[0] > 0
             sampler = bayes.sgld(energy.energy)
-            # lr = 0 freezes the chain and full batches make every HVP exact: the recursion is the
-            # deterministic Neumann series, whose limit is H^{-1} v
+            # a vanishing step size freezes the chain and full batches make every HVP exact: the recursion
+            # is the deterministic Neumann series, whose limit is H^{-1} v
+            batches = draw_mcmc_batches(jax.random.key(1), jnp.ones(200, bool), 250, 2, 200)
             influence = self.variant(lambda st, key: mcmc_influence(
-                energy, sampler, st, forget, x, jnp.ones(200, bool), 200, 0.0, 1.0, key,
-                scaling0=200 / eig[-1], iter_T=250, samp_T=2, batch_size=200))
+                energy, sampler, st, forget, x, batches, 200, 1e-30, 1.0, key, scaling0=200 / eig[-1]))
             res = influence(sampler.init(means), jax.random.key(0))
             np.testing.assert_allclose(res.delta.ravel(), exact, rtol=1e-6, atol=1e-10)
             np.testing.assert_allclose(res.sampler.position, means)
@@ -52,10 +55,10 @@ class MCMCInfluenceTest(chex.TestCase):
         centres, x = _mixture(64)
         energy = bayes.gmm_energy()
         sampler = bayes.sgld(energy.energy)
+        batches = draw_mcmc_batches(jax.random.key(1), jnp.ones(64, bool), 20, 1, 16)
         with pytest.raises(curvature.LissaDivergenceError, match="scaling0"):
             mcmc_influence(energy, sampler, sampler.init(jnp.asarray(centres, jnp.float32)), jnp.asarray(x[:4]),
-                           jnp.asarray(x), jnp.ones(64, bool), 64, 0.0, 1.0, jax.random.key(0),
-                           scaling0=50.0, iter_T=20, samp_T=1, batch_size=16)
+                           jnp.asarray(x), batches, 64, 1e-12, 1.0, jax.random.key(0), scaling0=50.0)
 
 
 class MCMCForgettingTest(chex.TestCase):
@@ -69,20 +72,21 @@ class MCMCForgettingTest(chex.TestCase):
         energy = _gaussian_energy()
         for sampler in (bayes.sgld(energy.energy), bayes.sghmc(energy.energy, alpha=0.5)):
             lr = 1e-5 / 200  # a slow chain: its own drift towards the new posterior is negligible here
-            forgetter = mcmc_forgetting(energy, sampler, scaling0=0.5, iter_T=40, samp_T=2, batch_size=50)
+            forgetter = mcmc_forgetting(energy, sampler, lr=lr, scaling0=0.5, iter_T=40, samp_T=2, batch_size=50)
             st = sampler.init(jnp.asarray(mean, jnp.float32))._replace(count=jnp.asarray(5, jnp.int32))
             state = forgetter.init(jnp.asarray(mean, jnp.float32), jnp.asarray(x, jnp.float32),
-                                   key=jax.random.key(1), lr=lr, sampler_state=st)
+                                   key=jax.random.key(1), sampler_state=st)
             update = self.variant(forgetter.update)
             p = jnp.asarray(mean, jnp.float32)
-            for chunk in np.arange(16).reshape(2, 8):
-                p, state = update(p, jnp.asarray(chunk, jnp.int32), state)
+            for i, chunk in enumerate(np.arange(16).reshape(2, 8)):
+                p, state, info = update(p, jnp.asarray(chunk, jnp.int32), state, key=jax.random.key(10 + i))
             shift = np.linalg.norm(mean - mean_r)
             # each chunk is one Newton step with the Hessian before its removal (off by n_new / n_old ~ 4 %)
             assert np.linalg.norm(np.asarray(p) - mean_r) < 0.12 * shift, sampler.name
-            assert int(state.n) == 184 and int(state.alive.sum()) == 184
+            assert int(state.n) == 184 and int(state.store.alive.sum()) == 184
             np.testing.assert_allclose(float(state.lr), lr * 200 / 184, rtol=1e-5)  # n_old / n_new rescaling
             np.testing.assert_allclose(state.sampler.position, p)
+            assert info.norms.shape == (40,)
 
     def test_importance_sampling_baseline(self):
         rng = np.random.default_rng(0)
@@ -92,12 +96,84 @@ class MCMCForgettingTest(chex.TestCase):
         mean_r, std_r = exact_posterior(x[10:])
         energy = _gaussian_energy()
         sampler = bayes.sgld(energy.energy)
-        baseline = importance_sampling(sampler, num_steps=300, batch_size=90)
-        state = baseline.init(jnp.asarray(mean, jnp.float32), jnp.asarray(x, jnp.float32), key=jax.random.key(0),
-                              lr=0.05 / 100)
-        p, state = jax.jit(baseline.update)(jnp.asarray(mean, jnp.float32), jnp.arange(10), state)
+        baseline = importance_sampling(sampler, lr=0.05 / 100, num_steps=300, batch_size=90)
+        state = baseline.init(jnp.asarray(mean, jnp.float32), jnp.asarray(x, jnp.float32), key=jax.random.key(0))
+        p, state, info = jax.jit(baseline.update)(jnp.asarray(mean, jnp.float32), jnp.arange(10), state,
+                                                  key=jax.random.key(1))
         assert np.linalg.norm(np.asarray(p) - mean_r) < 5 * std_r * np.sqrt(2)
-        assert int(state.n) == 90
+        assert int(state.n) == 90 and info.drift.shape == (300,)
         np.testing.assert_allclose(float(state.lr), 0.05 / 90, rtol=1e-5)
-        with pytest.raises(ValueError, match="already removed"):
-            baseline.update(p, jnp.array([0]), state)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            baseline.update(p, jnp.arange(10), state, key=jax.random.key(2))
+        with pytest.raises(ValueError, match="fewer than batch_size"):  # 90 - 10 = 80 alive < 90
+            baseline.update(p, jnp.arange(10, 20), state, key=jax.random.key(2))
+
+
+class MCMCContractTest(chex.TestCase):
+    """Keys, jit/vmap, sequential requests, compile-once, injected batches and errors on a small GMM."""
+
+    traces = 0
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        centres, x = _mixture(48)
+        cls.x = jnp.asarray(x, jnp.float32)
+        gmm = bayes.gmm_energy(prior_std=1.0)
+
+        def per_example(m, batch, key):
+            MCMCContractTest.traces += 1
+            return gmm.per_example(m, batch, key)
+
+        energy = bayes.Energy(gmm.prior, per_example)
+        cls.sampler = bayes.sghmc(energy.energy, alpha=0.5)
+        cls.params = jnp.asarray(centres, jnp.float32)
+        cls.forgetter = mcmc_forgetting(energy, cls.sampler, lr=1e-3 / 48, scaling0=0.2, iter_T=4, samp_T=2,
+                                        batch_size=8)
+        cls.state = cls.forgetter.init(cls.params, cls.x, key=jax.random.key(0))
+
+    def test_same_key_same_result_jit_equals_eager_and_no_recompilation(self):
+        f, request = self.forgetter, jnp.array([0, 1])
+        a = f.update(self.params, request, self.state, key=jax.random.key(3))
+        after_first = MCMCContractTest.traces
+        b = f.update(self.params, request, self.state, key=jax.random.key(3))
+        p, s, _ = f.update(a[0], jnp.array([2, 3]), a[1], key=jax.random.key(4))  # a second request
+        assert MCMCContractTest.traces == after_first, "a request of the same size recompiled"
+        chex.assert_trees_all_equal(a, b)
+        c = jax.jit(f.update)(self.params, request, self.state, key=jax.random.key(3))
+        chex.assert_trees_all_close(a, c, rtol=1e-5, atol=1e-6)
+        assert int(s.n) == 44 == int(jnp.sum(s.store.alive)) and int(s.sampler.count) == 2 * 2 * (1 + 4)
+        d = f.update(self.params, request, self.state, key=jax.random.key(5))
+        assert not np.allclose(a[0], d[0])
+
+    def test_vmap_over_keys_and_injected_batches(self):
+        f, request = self.forgetter, jnp.array([0, 1])
+        keys = jax.random.split(jax.random.key(6), 2)
+        params, states, _ = jax.vmap(lambda k: f.update(self.params, request, self.state, key=k))(keys)
+        want, _, _ = f.update(self.params, request, self.state, key=keys[1])
+        np.testing.assert_allclose(params[1], want, rtol=1e-5, atol=1e-6)
+        k_batches, _ = jax.random.split(keys[1])
+        drawn = draw_mcmc_batches(k_batches, self.state.store.alive, 4, 2, 8)
+        replay, _, _ = f.update(self.params, request, self.state, key=keys[1], batches=drawn)
+        np.testing.assert_allclose(replay, want, rtol=1e-6)
+        bad = drawn._replace(hvp=drawn.hvp.at[0, 0, 0].set(48))
+        with pytest.raises(ValueError, match="batches.hvp"):
+            ju.jit(f.update)(self.params, request, self.state, key=keys[1], batches=bad)
+
+    def test_errors(self):
+        f, p = self.forgetter, self.params
+        _, s, _ = f.update(p, jnp.array([1, 2]), self.state, key=jax.random.key(0))
+        for update in (f.update, ju.jit(f.update)):
+            with pytest.raises(ValueError, match="forgotten by an earlier request"):
+                update(p, jnp.array([2, 5]), s, key=jax.random.key(1))
+        with pytest.raises(TypeError, match="MCMCBatches"):
+            f.update(p, jnp.array([3, 4]), s, key=jax.random.key(1), batches=jnp.zeros((4, 8), jnp.int32))
+        with pytest.raises(ValueError, match="lr"):
+            mcmc_forgetting(bayes.gmm_energy(), self.sampler, lr=0.0, scaling0=1.0, iter_T=2, samp_T=1, batch_size=4)
+        with pytest.raises(ValueError, match="decay"):
+            importance_sampling(self.sampler, lr=1e-3, decay=-1.0, num_steps=2, batch_size=4)
+        with pytest.raises(ValueError, match="stochastic"):
+            mcmc_forgetting(bayes.Energy(lambda t: 0.0, lambda t, x, k: x, stochastic=True), self.sampler, lr=1.0,
+                            scaling0=1.0, iter_T=2, samp_T=1, batch_size=4)
+        with pytest.raises(ValueError, match="sampler_state.position"):
+            f.init(p, self.x, key=jax.random.key(0), sampler_state=self.sampler.init(jnp.zeros(3)))

@@ -187,7 +187,7 @@ class BadInputTest(parameterized.TestCase):
     def test_non_finite_params(self):
         params, data = _setup()
         params["layer0"]["w"] = params["layer0"]["w"].at[0, 0].set(jnp.nan)
-        with pytest.raises(FloatingPointError, match=r"params\['layer0'\]\['w'\] holds 1 non-finite"):
+        with pytest.raises(FloatingPointError, match=r"params\['layer0'\]\['w'\] holds non-finite"):
             cv.fisher_diagonal(_loss, params, data)
 
     def test_unknown_estimator_and_missing_key(self):

@@ -16,3 +16,16 @@ def test_readme_example_runs():
     assert acc["forget_train"] < 0.2 and acc["retain_test"] > 0.85
     ihvp = namespace["ihvp"]
     assert all(bool(abs(leaf).max() < 1e6) for leaf in namespace["jax"].tree.leaves(ihvp))
+
+
+def test_readme_contract_example_runs(capsys):
+    """The second example (jit, two requests, an already-forgotten index, vmap over keys) runs as written."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2, "README lost its method-contract example"
+    namespace: dict = {}
+    exec(compile(blocks[0] + blocks[1], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert "forgotten by an earlier request" in capsys.readouterr().out
+    many = namespace["many"]
+    leaves = namespace["jax"].tree.leaves(many)
+    assert all(leaf.shape[0] == 4 for leaf in leaves)
+    assert float(abs(leaves[0][0] - leaves[0][1]).max()) > 0  # different keys, different fine-tuned models

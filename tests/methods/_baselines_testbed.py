@@ -43,6 +43,16 @@ def acc(params, data):
     return float(np.mean(np.asarray(logits_fn(params, x)).argmax(-1) == np.asarray(y)))
 
 
+REQUEST = np.arange(48)
+"""The forget request: the first 48 examples of ``train_data()`` are the digits 3."""
+
+
+def train_data(setup=None):
+    """The training data of the testbed, ``(x, y)``: the 48 forget examples, then the 432 retained ones."""
+    _, forget, retain, _ = setup or trained_setup()
+    return np.concatenate([forget[0], retain[0]]), np.concatenate([forget[1], retain[1]])
+
+
 @functools.lru_cache(maxsize=None)
 def trained_setup():
     """``(params, forget (x, y), retain (x, y), train Dataset)``: 48 digits 3 to forget, 432 other digits kept.

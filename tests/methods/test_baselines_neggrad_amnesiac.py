@@ -6,18 +6,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _baselines_testbed import FORGET_CLASS, NUM_CLASSES, acc, loss_fn, trained_setup
+from _baselines_testbed import FORGET_CLASS, NUM_CLASSES, REQUEST, acc, loss_fn, train_data, trained_setup
 
 from jaxunlearn.methods.amnesiac import amnesiac, random_other_labels
 from jaxunlearn.methods.finetune import finetune
 from jaxunlearn.methods.neggrad import neggrad, neggrad_plus
+
+KEY = jax.random.key(0)
 
 
 def test_neggrad_is_gradient_ascent_and_raises_the_forget_loss():
     params, forget, retain, _ = trained_setup()
     un = neggrad(loss_fn, optax.sgd(0.1), num_epochs=2, batch_size=16)
     key = jax.random.key(2)
-    new, _ = un.update(params, forget, un.init(params, retain), key=key)
+    new, _, _ = un.update(params, REQUEST, un.init(params, train_data(), key=key), key=key)
     # brute force: the documented batch order, p <- p + lr * grad L(p; batch)
     shuffle_key, _ = jax.random.split(key)
     expected, grad = params, jax.jit(jax.grad(loss_fn))
@@ -38,15 +40,15 @@ def test_neggrad_plus_with_beta_one_is_finetuning():
     key = jax.random.key(5)
     plus = neggrad_plus(loss_fn, opt, beta=1.0, num_epochs=1, batch_size=48)
     fine = finetune(loss_fn, opt, num_epochs=1, batch_size=48)
-    a, _ = plus.update(params, forget, plus.init(params, retain), key=key)
-    b, _ = fine.update(params, forget, fine.init(params, retain), key=key)
+    a, _, _ = plus.update(params, REQUEST, plus.init(params, train_data(), key=key), key=key)
+    b, _, _ = fine.update(params, REQUEST, fine.init(params, train_data(), key=key), key=key)
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), a, b)
 
 
 def test_neggrad_plus_forgets_while_keeping_the_retain_set():
     params, forget, retain, _ = trained_setup()
     un = neggrad_plus(loss_fn, optax.sgd(0.05), beta=0.8, num_epochs=2, batch_size=48)
-    new, _ = un.update(params, forget, un.init(params, retain), key=jax.random.key(1))
+    new, _, _ = un.update(params, REQUEST, un.init(params, train_data(), key=KEY), key=jax.random.key(1))
     assert acc(new, forget) < 0.5 * acc(params, forget)
     assert acc(new, retain) > 0.9
 
@@ -66,7 +68,7 @@ class TestRandomLabels(chex.TestCase):
 def test_amnesiac_unlearns_the_forget_labels():
     params, forget, retain, train = trained_setup()
     un = amnesiac(loss_fn, optax.adam(3e-3), num_classes=NUM_CLASSES, num_epochs=3, batch_size=48)
-    new, _ = un.update(params, forget, un.init(params, retain), key=jax.random.key(0))
+    new, _, _ = un.update(params, REQUEST, un.init(params, train_data(), key=KEY), key=jax.random.key(0))
     assert acc(new, forget) < 0.5 * acc(params, forget)
     assert acc(new, retain) > 0.9
     # the random labels are drawn once from the request key, never the true class (here always 3)
@@ -76,17 +78,14 @@ def test_amnesiac_unlearns_the_forget_labels():
 
 
 def test_errors():
-    params, forget, retain, _ = trained_setup()
-    un = amnesiac(loss_fn)
-    with pytest.raises(ValueError, match="num_classes"):
-        un.update(params, forget, un.init(params, retain))
+    with pytest.raises(TypeError, match="num_classes"):
+        amnesiac(loss_fn)
     with pytest.raises(ValueError, match="beta"):
         neggrad_plus(loss_fn, beta=1.5)
+    params, *_ = trained_setup()
     ng = neggrad(loss_fn)
-    state = ng.init(params, retain)
-    with pytest.raises(ValueError, match="forget_data is empty"):
-        ng.update(params, (forget[0][:0], forget[1][:0]), state)
-    with pytest.raises(FloatingPointError):
-        ng.update(jax.tree.map(lambda a: a * jnp.inf, params), forget, state)
-    with pytest.raises(ValueError, match="retain_data is empty"):
-        ng.init(params, (retain[0][:0], retain[1][:0]))
+    x, y = train_data()
+    with pytest.raises(ValueError, match="data is empty"):
+        ng.init(params, (x[:0], y[:0]), key=KEY)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        ng.init(params, (x[:, :10], y), key=KEY)

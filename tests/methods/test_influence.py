@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxunlearn as ju
 from jaxunlearn import curvature
 
 I = importlib.import_module("jaxunlearn.methods.influence")  # the package exports a function of the same name
@@ -60,7 +61,7 @@ def _problem():
         keep = np.setdiff1d(np.arange(n), forget_idx)
         full, forget, retain = (x, y), (x[forget_idx], y[forget_idx]), (x[keep], y[keep])
         zero = {"w": jnp.zeros(d), "b": jnp.zeros(())}
-        return _newton_optimum(zero, full), _newton_optimum(zero, retain), forget, retain
+        return _newton_optimum(zero, full), _newton_optimum(zero, retain), full, jnp.asarray(forget_idx), forget, retain
 
 
 def _flat(tree):
@@ -75,48 +76,72 @@ def _dense_step(params, forget, retain, damping=0.0):
     return _flat(params) + (n_f / n_r) * np.linalg.solve(h + damping * np.eye(len(flat)), g)
 
 
+KEY = jax.random.key(0)
+
+
+def _run(unlearner, theta, full, request, key=KEY):
+    return unlearner.update(theta, request, unlearner.init(theta, full, key=KEY), key=key)
+
+
 class InfluenceTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_cg_step_matches_dense_newton_and_lands_near_the_retrained_optimum(self):
-        theta, theta_r, forget, retain = _problem()
+        theta, theta_r, full, request, forget, retain = _problem()
         unlearner = I.influence(loss_fn, damping=0.0)
-        new_params, state = self.variant(unlearner.update)(theta, forget, unlearner.init(theta, retain))
+        state = unlearner.init(theta, full, key=KEY)
+        new_params, new_state, info = self.variant(unlearner.update)(theta, request, state, key=KEY)
         np.testing.assert_allclose(_flat(new_params), _dense_step(theta, forget, retain), rtol=1e-7, atol=1e-9)
         before = np.linalg.norm(_flat(theta) - _flat(theta_r))
         after = np.linalg.norm(_flat(new_params) - _flat(theta_r))
         assert before > 0.15  # the removal matters
         assert after < 0.05 * before
-        assert float(state.residual) < 1e-5 and int(state.num_requests) == 1
-        assert float(state.step_norm) == pytest.approx(np.linalg.norm(_flat(new_params) - _flat(theta)), rel=1e-6)
+        assert float(info.residual) < 1e-5
+        assert float(info.step_norm) == pytest.approx(np.linalg.norm(_flat(new_params) - _flat(theta)), rel=1e-6)
+        assert int(np.sum(new_state.store.alive)) == 108
 
     def test_variants_agree(self):
-        theta, _, forget, retain = _problem()
+        theta, _, full, request, forget, retain = _problem()
         base = I.influence(loss_fn, damping=0.01)
-        want, _ = base.update(theta, forget, base.init(theta, retain))
+        want, _, _ = _run(base, theta, full, request)
         np.testing.assert_allclose(_flat(want), _dense_step(theta, forget, retain, 0.01), rtol=1e-7, atol=1e-9)
         # the retain-gradient Newton step equals the forget form at an exact optimum
-        retain_form = I.influence(loss_fn, damping=0.01, gradient="retain")
-        got, _ = retain_form.update(theta, forget, retain_form.init(theta, retain))
+        got, _, _ = _run(I.influence(loss_fn, damping=0.01, gradient="retain"), theta, full, request)
         np.testing.assert_allclose(_flat(got), _flat(want), rtol=1e-6, atol=1e-8)
         # the Hessian-vector products over chunks of 32 (last one short) equal the one-batch ones
-        chunked = I.influence(loss_fn, damping=0.01, hessian_batch_size=32)
-        got, _ = chunked.update(theta, forget, chunked.init(theta, retain))
+        got, _, _ = _run(I.influence(loss_fn, damping=0.01, hessian_batch_size=32), theta, full, request)
         np.testing.assert_allclose(_flat(got), _flat(want), rtol=1e-8, atol=1e-10)
         # logistic regression: Gauss-Newton of the data term + C I (the L2 Hessian, given as damping) = Hessian
         gn = I.influence(loss_fn, damping=0.01 + C, gauss_newton=(apply_fn, output_loss))
-        got, _ = gn.update(theta, forget, gn.init(theta, retain))
+        got, _, _ = _run(gn, theta, full, request)
         np.testing.assert_allclose(_flat(got), _flat(want), rtol=1e-7, atol=1e-9)
         # LiSSA: stochastic minibatch Hessians (4 averaged recursions), close to the exact step
         flat, unravel = jax.flatten_util.ravel_pytree(theta)
         top = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda v: loss_fn(unravel(v), retain))(flat)))[-1]
         lissa = I.influence(
-            loss_fn, solver="lissa", damping=0.01, lissa_depth=300, lissa_batch_size=108, lissa_repeats=4,
+            loss_fn, solver="lissa", damping=0.01, lissa_depth=300, lissa_batch_size=64, lissa_repeats=4,
             lissa_scale=1.0 / (1.1 * top),
         )
-        got, state = lissa.update(theta, forget, lissa.init(theta, retain), key=jax.random.key(0))
+        got, _, info = _run(lissa, theta, full, request)
         step = _flat(want) - _flat(theta)
         assert np.linalg.norm(_flat(got) - _flat(want)) < 0.1 * np.linalg.norm(step)
-        assert np.isnan(float(state.residual))
+        assert np.isnan(float(info.residual))
+
+    def test_lissa_minibatches_are_the_retained_examples(self):
+        # minibatches of 108 distinct retained examples out of 108 left: every step sees exactly D_r, so the
+        # step equals LiSSA run directly on the retain data (any forgotten example drawn would change it)
+        theta, _, full, request, forget, retain = _problem()
+        unlearner = I.influence(loss_fn, solver="lissa", damping=0.01, lissa_depth=60, lissa_batch_size=108,
+                                lissa_scale=0.5)
+        got, _, _ = _run(unlearner, theta, full, request)
+        v = jax.tree.map(lambda g: (12 / 108) * g, jax.grad(loss_fn)(theta, forget))
+        batches = jax.tree.map(lambda a: jnp.broadcast_to(a, (60,) + a.shape), retain)
+        want = curvature.lissa(loss_fn, theta, v, batches, scale=0.5, damping=0.005).ihvp
+        np.testing.assert_allclose(_flat(got) - _flat(theta), _flat(want), rtol=1e-9, atol=1e-12)
+        # the automatic scale (power iteration started from the key) is reproducible
+        auto = I.influence(loss_fn, solver="lissa", damping=0.01, lissa_depth=50, lissa_batch_size=100)
+        a, _, _ = _run(auto, theta, full, request, jax.random.key(1))
+        b, _, _ = _run(auto, theta, full, request, jax.random.key(1))
+        chex.assert_trees_all_equal(a, b)
 
     def test_gauss_newton_loss_hessian_is_the_ggn_product(self):
         rng = np.random.default_rng(1)
@@ -128,27 +153,87 @@ class InfluenceTest(chex.TestCase):
         got = curvature.hvp(I.gauss_newton_loss(net, ce, params), params, v, batch)
         chex.assert_trees_all_close(got, curvature.ggn_vp(net, ce, params, v, batch), rtol=1e-10)
 
+
+class ContractTest(chex.TestCase):
+    def test_sequential_requests_use_the_shrinking_retain_set_and_compile_once(self):
+        theta, _, full, request, _, _ = _problem()
+        traces = []
+
+        def counted(p, batch):
+            traces.append(1)
+            return loss_fn(p, batch)
+
+        unlearner = I.influence(counted, damping=0.01)
+        state = unlearner.init(theta, full, key=KEY)
+        first, second = request[:6], request[6:]
+        p1, s1, _ = unlearner.update(theta, first, state, key=KEY)
+        traced = len(traces)
+        p2, s2, _ = unlearner.update(p1, second, s1, key=KEY)
+        assert len(traces) == traced  # same request size: the compiled update is reused
+        # the second step inverts the Hessian of the data left after both requests, at p1
+        x, y = full
+        keep = np.setdiff1d(np.arange(len(x)), np.asarray(request))
+        want = _dense_step(p1, (x[np.asarray(second)], y[np.asarray(second)]), (x[keep], y[keep]), 0.01)
+        np.testing.assert_allclose(_flat(p2), want, rtol=1e-7, atol=1e-9)
+        assert int(np.sum(s2.store.alive)) == len(keep)
+        jitted = ju.jit(unlearner.update)(p1, second, s1, key=KEY)
+        np.testing.assert_allclose(_flat(jitted[0]), _flat(p2), rtol=1e-10)
+
+    def test_vmap_over_keys_and_models(self):
+        theta, _, full, request, _, _ = _problem()
+        unlearner = I.influence(loss_fn, solver="lissa", damping=0.01, lissa_depth=20, lissa_batch_size=32,
+                                lissa_scale=0.5)
+        state = unlearner.init(theta, full, key=KEY)
+        keys = jax.random.split(jax.random.key(2), 3)
+        batched, _, _ = jax.vmap(lambda k: unlearner.update(theta, request, state, key=k))(keys)
+        one, _, _ = unlearner.update(theta, request, state, key=keys[2])
+        np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[2], batched)), _flat(one), rtol=1e-8)
+        a, _, _ = unlearner.update(theta, request, state, key=keys[0])
+        assert not np.allclose(_flat(a), _flat(one))  # the minibatches follow the key
+        cg = I.influence(loss_fn, damping=0.01)
+        stacked = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a]), theta)
+        states = jax.vmap(lambda p: cg.init(p, full, key=KEY))(stacked)
+        out, _, _ = jax.vmap(lambda p, st: cg.update(p, request, st, key=KEY))(stacked, states)
+        want, _, _ = _run(cg, theta, full, request)
+        np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[0], out)), _flat(want), rtol=1e-8)
+
+    def test_forgotten_index_reused_raises(self):
+        theta, _, full, request, _, _ = _problem()
+        unlearner = I.influence(loss_fn, damping=0.01)
+        _, state, _ = _run(unlearner, theta, full, request)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            unlearner.update(theta, request, state, key=KEY)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            ju.jit(unlearner.update)(theta, request, state, key=KEY)
+
     def test_bad_input_is_named(self):
-        theta, _, forget, retain = _problem()
+        theta, _, full, request, _, _ = _problem()
         unlearner = I.influence(loss_fn)
-        state = unlearner.init(theta, retain)
-        with pytest.raises(ValueError, match="forget_data is empty"):
-            unlearner.update(theta, (forget[0][:0], forget[1][:0]), state)
+        state = unlearner.init(theta, full, key=KEY)
+        with pytest.raises(ValueError, match="request is empty"):
+            unlearner.update(theta, jnp.arange(0), state, key=KEY)
         with pytest.raises(FloatingPointError, match="non-finite"):
-            unlearner.update({**theta, "b": jnp.asarray(jnp.nan)}, forget, state)
+            unlearner.update({**theta, "b": jnp.asarray(jnp.nan)}, request, state, key=KEY)
         with pytest.raises(TypeError, match="InfluenceState"):
-            unlearner.update(theta, forget, None)
-        with pytest.raises(ValueError, match="key"):
-            lissa = I.influence(loss_fn, solver="lissa")
-            lissa.update(theta, forget, lissa.init(theta, retain))
+            unlearner.update(theta, request, None, key=KEY)
+        with pytest.raises(TypeError, match="key"):
+            unlearner.update(theta, request, state, key=None)
+        with pytest.raises(ValueError, match="no example would remain"):
+            unlearner.update(theta, jnp.arange(120), state, key=KEY)
+        with pytest.raises(ValueError, match="data does not fit the model"):
+            unlearner.init(theta, (np.zeros((5, 3)), np.zeros(5)), key=KEY)
         with pytest.raises(ValueError, match="solver"):
             I.influence(loss_fn, solver="exact")
         with pytest.raises(ValueError, match="damping"):
             I.influence(loss_fn, damping=-1.0)
         with pytest.raises(TypeError, match="gauss_newton"):
             I.influence(loss_fn, gauss_newton=apply_fn)
-        # an indefinite Hessian breaks CG down: a typed error, not NaN parameters
+        # an indefinite Hessian breaks CG down: a typed error, not NaN parameters, also under jaxunlearn.jit
         saddle = lambda p, b: p["w"][0] ** 2 - p["w"][1] ** 2 + 0.0 * jnp.sum(b[0])  # noqa: E731
         bad = I.influence(saddle, damping=0.0, gradient="retain")
+        w = {"w": jnp.array([1.0, 1.0])}
+        bad_state = bad.init(w, full, key=KEY)
         with pytest.raises(curvature.CGConvergenceError, match="indefinite"):
-            bad.update({"w": jnp.array([1.0, 1.0])}, forget, bad.init({"w": jnp.array([1.0, 1.0])}, retain))
+            bad.update(w, request, bad_state, key=KEY)
+        with pytest.raises(curvature.CGConvergenceError, match="indefinite"):
+            ju.jit(bad.update)(w, request, bad_state, key=KEY)

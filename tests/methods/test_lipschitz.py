@@ -10,6 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxunlearn as ju
+from jaxunlearn.train.loop import split_train_key
+
 L = importlib.import_module("jaxunlearn.methods.lipschitz")  # the package exports a function of the same name
 
 SIGMA, N = 0.3, 3
@@ -68,6 +71,9 @@ def _reference_update(params, x, eps, batch_size, eta, accumulate):
     return params, np.array(losses)
 
 
+KEY = jax.random.key(0)
+
+
 class LipschitzTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_loss_matches_loop(self):
@@ -82,41 +88,73 @@ class LipschitzTest(chex.TestCase):
     def test_update_matches_hand_loop_with_accumulated_gradients(self):
         params, x, eps = _problem()
         unlearner = _unlearner(True)
-        update = self.variant(lambda p, xx, st, e: unlearner.update(p, xx, st, noise=e))
-        new_params, new_state = update(params, x, unlearner.init(params), eps)  # batches of 4, 4, 2
+        update = self.variant(lambda p, r, st, e: unlearner.update(p, r, st, key=KEY, noise=e))
+        state = unlearner.init(params, x, key=KEY)
+        new_params, new_state, info = update(params, jnp.arange(len(x)), state, eps)  # batches of 4, 4, 2
         want, want_losses = _reference_update(params, x, eps, 4, 0.05, True)
         chex.assert_trees_all_close(new_params, want, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(new_state.losses, want_losses, rtol=1e-5)
-        assert int(new_state.num_steps) == 3
+        np.testing.assert_allclose(info.losses, want_losses, rtol=1e-5)
+        assert not np.any(new_state.store.alive)
 
     def test_update_matches_hand_loop_without_accumulation(self):
         params, x, eps = _problem()
         unlearner = _unlearner(False)
-        new_params, _ = unlearner.update(params, x, unlearner.init(params), noise=eps)
+        state = unlearner.init(params, x, key=KEY)
+        new_params, _, _ = unlearner.update(params, jnp.arange(len(x)), state, key=KEY, noise=eps)
         want, _ = _reference_update(params, x, eps, 4, 0.05, False)
         chex.assert_trees_all_close(new_params, want, rtol=1e-4, atol=1e-6)
         # the two rules really differ from the second batch on
         accumulated, _ = _reference_update(params, x, eps, 4, 0.05, True)
         assert not np.allclose(accumulated["w2"], want["w2"])
 
+    def test_request_order_and_noise_alignment(self):
+        # the forget examples are visited in request order; noise[:, j] belongs to request[j]
+        params, x, eps = _problem()
+        unlearner = _unlearner(True)
+        state = unlearner.init(params, (x, np.zeros(len(x), np.int32)), key=KEY)
+        request = np.array([7, 2, 9, 0, 5, 1])
+        new_params, state, info = unlearner.update(params, jnp.asarray(request), state, key=KEY,
+                                                   noise=eps[:, :6])
+        want, want_losses = _reference_update(params, x[request], eps[:, :6], 4, 0.05, True)
+        chex.assert_trees_all_close(new_params, want, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(info.losses, want_losses, rtol=1e-5)
+        np.testing.assert_array_equal(state.store.alive, ~np.isin(np.arange(10), request))
+
     def test_zero_epochs_is_the_identity(self):
         params, x, eps = _problem()
         unlearner = L.lipschitz(mlp, num_samples=N, batch_size=5, train_mode=False, num_epochs=0)
         labelled = (x, np.zeros(len(x), np.int32))
-        new_params, state = unlearner.update(params, labelled, unlearner.init(params), noise=eps)
+        new_params, _, info = unlearner.update(params, jnp.arange(len(x)), unlearner.init(params, labelled, key=KEY),
+                                               key=KEY, noise=eps)
         chex.assert_trees_all_equal(new_params, params)
-        assert state.losses.shape == (0,) and int(state.num_steps) == 0
+        assert info.losses.shape == (0,)
 
     def test_noise_from_key_is_reproducible_and_changes_params(self):
         params, x, _ = _problem()
         unlearner = L.lipschitz(mlp, sigma=SIGMA, eta=0.05, num_samples=N, batch_size=5, train_mode=False)
-        a, state_a = unlearner.update(params, x, unlearner.init(params, key=jax.random.key(1)))
-        b, _ = unlearner.update(params, x, unlearner.init(params, key=jax.random.key(1)))
-        c, _ = unlearner.update(params, x, unlearner.init(params, key=jax.random.key(2)))
+        state = unlearner.init(params, x, key=KEY)
+        request = jnp.arange(len(x))
+        a, _, _ = unlearner.update(params, request, state, key=jax.random.key(1))
+        b, _, _ = unlearner.update(params, request, state, key=jax.random.key(1))
+        c, _, _ = unlearner.update(params, request, state, key=jax.random.key(2))
         chex.assert_trees_all_equal(a, b)
         assert not np.allclose(a["w1"], c["w1"]) and not np.allclose(a["w1"], params["w1"])
-        # the state carries a fresh key for the next request
-        assert not np.array_equal(jax.random.key_data(state_a.key), jax.random.key_data(jax.random.key(1)))
+        # the noise of step t is normal(fold_in(k_t, 0)) with k_t the loop's step key: inject it, same result
+        _, step_key = split_train_key(jax.random.key(1))
+        eps = jnp.concatenate([
+            jax.random.normal(jax.random.fold_in(jax.random.fold_in(step_key, t), 0), (N, 5, 2, 3)) for t in range(2)
+        ], axis=1)
+        injected, _, _ = unlearner.update(params, request, state, key=jax.random.key(7), noise=eps)
+        chex.assert_trees_all_close(injected, a, rtol=1e-6, atol=1e-7)
+
+    def test_integer_inputs_are_cast_to_float(self):
+        params, x, eps = _problem()
+        images = np.asarray(np.round((x + 1) * 2), np.uint8)  # small values: tanh does not saturate
+        unlearner = _unlearner(True)
+        got, _, _ = unlearner.update(params, jnp.arange(10), unlearner.init(params, images, key=KEY), key=KEY,
+                                     noise=eps)
+        want, _ = _reference_update(params, images.astype(np.float32), eps, 4, 0.05, True)
+        chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
 
     def test_train_mode_gives_each_forward_its_own_randomness(self):
         params, x, eps = _problem()
@@ -150,29 +188,86 @@ class LipschitzTest(chex.TestCase):
         # rate 0.5 in train mode: the output depends on the dropout key
         assert not np.allclose(apply(params, x, jax.random.key(1)), apply(params, x, jax.random.key(2)))
         train = L.lipschitz(apply, sigma=SIGMA, eta=0.05, num_samples=N, batch_size=5)
-        new_a, _ = train.update(params, x, train.init(params), key=jax.random.key(5), noise=eps)
-        new_b, _ = train.update(params, x, train.init(params), key=jax.random.key(5), noise=eps)
-        new_c, _ = train.update(params, x, train.init(params), key=jax.random.key(6), noise=eps)
+        state = train.init(params, x, key=KEY)
+        request = jnp.arange(len(x))
+        new_a, _, _ = train.update(params, request, state, key=jax.random.key(5), noise=eps)
+        new_b, _, _ = train.update(params, request, state, key=jax.random.key(5), noise=eps)
+        new_c, _, _ = train.update(params, request, state, key=jax.random.key(6), noise=eps)
         chex.assert_trees_all_equal(new_a, new_b)  # reproducible given the key
         assert not np.allclose(new_a["Dense_0"]["kernel"], new_c["Dense_0"]["kernel"])  # masks follow the key
         assert not np.allclose(new_a["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+
+
+class ContractTest(chex.TestCase):
+    def test_sequential_requests_jit_and_compile_once(self):
+        params, x, eps = _problem()
+        traces = []
+
+        def counted(p, xx):
+            traces.append(1)
+            return mlp(p, xx)
+
+        unlearner = L.lipschitz(counted, sigma=SIGMA, eta=0.05, num_samples=N, batch_size=4, train_mode=False)
+        state = unlearner.init(params, x, key=KEY)
+        p1, s1, _ = unlearner.update(params, jnp.arange(4), state, key=KEY)
+        traced = len(traces)
+        p2, s2, _ = unlearner.update(p1, jnp.arange(4, 8), s1, key=jax.random.key(1))
+        assert len(traces) == traced  # the second request of the same size reuses the compiled update
+        np.testing.assert_array_equal(s2.store.alive, np.arange(10) >= 8)
+        jitted = ju.jit(unlearner.update)(p1, jnp.arange(4, 8), s1, key=jax.random.key(1))
+        chex.assert_trees_all_close(jitted[0], p2, rtol=1e-6)
+        # the second request equals JiT on its own examples, from the params the first left
+        with_noise = _unlearner(True)
+        a, sa, _ = with_noise.update(params, jnp.arange(4), with_noise.init(params, x, key=KEY), key=KEY,
+                                     noise=eps[:, :4])
+        b, _, _ = with_noise.update(a, jnp.arange(4, 8), sa, key=KEY, noise=eps[:, 4:8])
+        want, _ = _reference_update(_reference_update(params, x[:4], eps[:, :4], 4, 0.05, True)[0], x[4:8],
+                                    eps[:, 4:8], 4, 0.05, True)
+        chex.assert_trees_all_close(b, want, rtol=1e-4, atol=1e-6)
+
+    def test_vmap_over_keys_and_models(self):
+        params, x, _ = _problem()
+        unlearner = _unlearner(True)  # shares its compilations with the other size-4 requests
+        state = unlearner.init(params, x, key=KEY)
+        request = jnp.arange(4)
+        keys = jax.random.split(jax.random.key(3), 3)
+        batched, _, info = jax.vmap(lambda k: unlearner.update(params, request, state, key=k))(keys)
+        one, _, _ = unlearner.update(params, request, state, key=keys[1])
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], batched), one, rtol=1e-5, atol=1e-6)
+        assert info.losses.shape == (3, 1)
+        stacked = jax.tree.map(lambda a: jnp.stack([a, 2.0 * a]), params)
+        states = jax.vmap(lambda p: unlearner.init(p, x, key=KEY))(stacked)
+        out, _, _ = jax.vmap(lambda p, st: unlearner.update(p, request, st, key=keys[1]))(stacked, states)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], out), one, rtol=1e-5, atol=1e-6)
+
+    def test_forgotten_index_reused_raises(self):
+        params, x, eps = _problem()
+        unlearner = _unlearner(True)
+        _, state, _ = unlearner.update(params, jnp.arange(4), unlearner.init(params, x, key=KEY), key=KEY)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            unlearner.update(params, jnp.arange(2, 6), state, key=KEY)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            ju.jit(unlearner.update)(params, jnp.arange(2, 6), state, key=KEY)
 
     def test_bad_input_is_named(self):
         params, x, eps = _problem()
         with pytest.raises(TypeError, match="train_mode_apply"):
             L.lipschitz(mlp)  # train_mode=True needs apply_fn(params, x, key)
         unlearner = L.lipschitz(mlp, num_samples=N, train_mode=False)
-        state = unlearner.init(params)
-        with pytest.raises(ValueError, match="PRNG key"):
-            unlearner.update(params, x, state)
+        state = unlearner.init(params, x, key=KEY)
+        request = jnp.arange(len(x))
+        with pytest.raises(TypeError, match="key"):
+            unlearner.update(params, request, state, key=None)
         with pytest.raises(ValueError, match="noise must have shape"):
-            unlearner.update(params, x, state, noise=eps[:, :4])
-        with pytest.raises(ValueError, match="forget_data is empty"):
-            unlearner.update(params, x[:0], state, noise=eps[:, :0])
+            unlearner.update(params, request, state, key=KEY, noise=eps[:, :4])
+        with pytest.raises(ValueError, match="request is empty"):
+            unlearner.update(params, jnp.arange(0), state, key=KEY)
         with pytest.raises(FloatingPointError, match="non-finite"):
-            unlearner.update({**params, "b1": params["b1"].at[0].set(jnp.inf)}, x, state, noise=eps)
+            unlearner.update({**params, "b1": params["b1"].at[0].set(jnp.inf)}, request, state, key=KEY, noise=eps)
         with pytest.raises(TypeError, match="LipschitzState"):
-            unlearner.update(params, x, None, noise=eps)
+            unlearner.update(params, request, None, key=KEY, noise=eps)
+        with pytest.raises(ValueError, match="data does not fit the model"):
+            unlearner.init(params, np.zeros((4, 7), np.float32), key=KEY)
         with pytest.raises(ValueError, match="sigma"):
             L.lipschitz(mlp, sigma=0.0, train_mode=False)
         with pytest.raises(ValueError, match="num_samples"):

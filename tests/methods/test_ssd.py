@@ -10,6 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxunlearn as ju
+from jaxunlearn import curvature
+
 S = importlib.import_module("jaxunlearn.methods.ssd")  # the package exports a function of the same name
 
 
@@ -102,20 +105,24 @@ class DampenTest(chex.TestCase):
         np.testing.assert_array_equal(new["a"], params["a"])
 
 
+KEY = jax.random.key(0)
+
+
 class SSDTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_matches_bruteforce_and_leaves_unselected_params_untouched(self):
         params, full, logits_fn, loss_fn = _problem()
-        forget = (full[0][:16], full[1][:16])  # the first examples of the class-sorted data
+        request = jnp.arange(16)  # the first examples of the class-sorted data
+        forget = (full[0][:16], full[1][:16])
         unlearner = _ssd(loss_fn, 2.0, 16)
-        state = unlearner.init(params, full)
-        new_params, new_state = self.variant(unlearner.update)(params, forget, state)
+        state = unlearner.init(params, full, key=KEY)
+        new_params, new_state, info = self.variant(unlearner.update)(params, request, state, key=KEY)
 
         square = lambda g: np.asarray(g) ** 2  # noqa: E731
         i_d = _batch_importance_loop(loss_fn, params, full, 16, square)
         i_f = _batch_importance_loop(loss_fn, params, forget, 16, square)
         chex.assert_trees_all_close(state.full_importance, i_d, rtol=1e-4, atol=1e-10)
-        chex.assert_trees_all_close(new_state.forget_importance, i_f, rtol=1e-4, atol=1e-10)
+        chex.assert_trees_all_close(info.forget_importance, i_f, rtol=1e-4, atol=1e-10)
         # batch-norm scale and bias are part of the importances and of the dampening
         assert set(state.full_importance["BatchNorm_0"]) == {"scale", "bias"}
 
@@ -129,26 +136,50 @@ class SSDTest(chex.TestCase):
             np.testing.assert_allclose(new[mask], want, rtol=1e-4, atol=1e-7)
         total = sum(np.size(p) for p in jax.tree.leaves(params))
         assert 0 < selected < total
-        assert int(new_state.num_selected) == selected
-        assert float(new_state.selected_fraction) == pytest.approx(selected / total)
-        assert int(new_state.num_requests) == 1
+        assert int(info.num_selected) == selected
+        assert float(info.selected_fraction) == pytest.approx(selected / total)
+        np.testing.assert_array_equal(new_state.store.alive, np.arange(64) >= 16)
         # I_D is computed once and carried to the next request unchanged
         chex.assert_trees_all_equal(new_state.full_importance, state.full_importance)
 
+    def test_forget_importance_follows_request_order(self):
+        # batch_squared batches the forget examples in request order: a request listing the examples
+        # of two classes interleaved gives other batches than one listing them class by class
+        params, full, _, loss_fn = _problem()
+        unlearner = _ssd(loss_fn, 2.0, 16)
+        state = unlearner.init(params, full, key=KEY)
+        request = jnp.asarray(np.r_[0:8, 56:64, 8:16, 48:56])
+        forget = jax.tree.map(lambda a: a[np.asarray(request)], full)
+        _, _, info = unlearner.update(params, request, state, key=KEY)
+        want = _batch_importance_loop(loss_fn, params, forget, 16, lambda g: np.asarray(g) ** 2)
+        chex.assert_trees_all_close(info.forget_importance, want, rtol=1e-4, atol=1e-10)
+
     def test_empirical_estimator_matches_per_example_loop(self):
         params, full, _, loss_fn = _problem()
-        state = S.ssd(loss_fn, estimator="empirical", batch_size=32).init(params, full)
+        state = S.ssd(loss_fn, estimator="empirical", batch_size=32).init(params, full, key=KEY)
         grad_fn = jax.jit(jax.grad(loss_fn))
         grads = [grad_fn(params, (full[0][i : i + 1], full[1][i : i + 1])) for i in range(len(full[0]))]
         want = jax.tree.map(lambda *g: np.mean(np.stack(g) ** 2, axis=0), *grads)
         chex.assert_trees_all_close(state.full_importance, want, rtol=1e-4, atol=1e-10)
 
+    def test_true_estimator_draws_labels_from_the_key(self):
+        params, full, logits_fn, loss_fn = _problem()
+        sample_fn = curvature.sample_categorical_labels(logits_fn)
+        unlearner = S.ssd(loss_fn, alpha=2.0, estimator="true", batch_size=16, sample_fn=sample_fn)
+        state = unlearner.init(params, full, key=jax.random.key(1))
+        request = jnp.arange(16)
+        a = unlearner.update(params, request, state, key=jax.random.key(2))
+        b = unlearner.update(params, request, state, key=jax.random.key(2))
+        c = unlearner.update(params, request, state, key=jax.random.key(3))
+        chex.assert_trees_all_equal(a, b)
+        assert not np.allclose(a[2].forget_importance["Dense_0"]["kernel"], c[2].forget_importance["Dense_0"]["kernel"])
+
     @chex.variants(with_jit=True, without_jit=True)
     def test_lfssd_uses_abs_grad_of_squared_logit_norm(self):
         params, full, logits_fn, _ = _problem()
-        forget = full[0][:16]  # inputs only: label-free
+        inputs = full[0]  # inputs only: label-free
         unlearner = S.lfssd(logits_fn, alpha=1.5, batch_size=16)
-        state = unlearner.init(params, full)
+        state = unlearner.init(params, inputs, key=KEY)
 
         def lf_loss(p, batch):
             return jnp.mean(jnp.sum(logits_fn(p, batch[0]) ** 2, axis=1))
@@ -156,34 +187,97 @@ class SSDTest(chex.TestCase):
         absolute = lambda g: np.abs(np.asarray(g))  # noqa: E731
         want_d = _batch_importance_loop(lf_loss, params, full, 16, absolute)
         chex.assert_trees_all_close(state.full_importance, want_d, rtol=1e-4, atol=1e-10)
-        new_params, new_state = self.variant(unlearner.update)(params, forget, state)
+        new_params, _, info = self.variant(unlearner.update)(params, jnp.arange(16), state, key=KEY)
+        forget = inputs[:16]
         want_f = _batch_importance_loop(lf_loss, params, (forget, forget), 16, absolute)
-        chex.assert_trees_all_close(new_state.forget_importance, want_f, rtol=1e-4, atol=1e-10)
+        chex.assert_trees_all_close(info.forget_importance, want_f, rtol=1e-4, atol=1e-10)
         for p, new, f, d in zip(*(jax.tree.leaves(t) for t in (params, new_params, want_f, want_d))):
             mask = f > 1.5 * d
             np.testing.assert_array_equal(np.asarray(new)[~mask], np.asarray(p)[~mask])
+        # labelled data give the same importances (labels ignored)
+        chex.assert_trees_all_equal(unlearner.init(params, full, key=KEY).full_importance, state.full_importance)
 
     def test_forgetting_the_full_data_selects_nothing(self):
         # I_f = I_D (same data, same batches): I_f > 2 I_D never holds
         params, full, _, loss_fn = _problem()
         unlearner = _ssd(loss_fn, 2.0, 16)
-        new_params, state = unlearner.update(params, full, unlearner.init(params, full))
-        assert int(state.num_selected) == 0
+        new_params, state, info = unlearner.update(params, jnp.arange(64), unlearner.init(params, full, key=KEY),
+                                                   key=KEY)
+        assert int(info.num_selected) == 0
+        assert not np.any(state.store.alive)
         chex.assert_trees_all_equal(new_params, params)
+
+
+class ContractTest(chex.TestCase):
+    def test_sequential_requests_reuse_full_importance_and_compile_once(self):
+        params, full, _, loss_fn = _problem()
+        traces = []
+
+        def counted_loss(p, batch):
+            traces.append(1)
+            return loss_fn(p, batch)
+
+        unlearner = S.ssd(counted_loss, alpha=2.0, batch_size=16)
+        state = unlearner.init(params, full, key=KEY)
+        p1, s1, _ = unlearner.update(params, jnp.arange(8), state, key=KEY)
+        traced = len(traces)
+        p2, s2, info2 = unlearner.update(p1, jnp.arange(8, 16), s1, key=KEY)
+        assert len(traces) == traced  # a second request of the same size does not retrace
+        chex.assert_trees_all_equal(s2.full_importance, state.full_importance)
+        np.testing.assert_array_equal(s2.store.alive, np.arange(64) >= 16)
+        # the second request is SSD on its own examples, at the params the first one left
+        want = _batch_importance_loop(loss_fn, p1, jax.tree.map(lambda a: a[8:16], full), 16,
+                                      lambda g: np.asarray(g) ** 2)
+        chex.assert_trees_all_close(info2.forget_importance, want, rtol=1e-4, atol=1e-10)
+
+    def test_jit_and_vmap(self):
+        params, full, _, loss_fn = _problem()
+        unlearner = _ssd(loss_fn, 2.0, 16)
+        state = unlearner.init(params, full, key=KEY)
+        eager = unlearner.update(params, jnp.arange(16), state, key=KEY)
+        jitted = ju.jit(unlearner.update)(params, jnp.arange(16), state, key=KEY)
+        chex.assert_trees_all_close(jitted, eager, rtol=1e-6)
+        keys = jax.random.split(jax.random.key(4), 3)
+        batched = jax.vmap(lambda k: unlearner.update(params, jnp.arange(16), state, key=k))(keys)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], batched[0]), eager[0], rtol=1e-6)
+        # several models: stacked params and states
+        stacked_p = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a]), params)
+        stacked_s = jax.vmap(lambda p: unlearner.init(p, full, key=KEY))(stacked_p)
+        out_p, _, _ = jax.vmap(lambda p, st: unlearner.update(p, jnp.arange(16), st, key=KEY))(stacked_p, stacked_s)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], out_p), eager[0], rtol=1e-6)
+
+    def test_forgotten_index_reused_raises(self):
+        params, full, _, loss_fn = _problem()
+        unlearner = _ssd(loss_fn, 2.0, 16)
+        _, state, _ = unlearner.update(params, jnp.arange(16), unlearner.init(params, full, key=KEY), key=KEY)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            unlearner.update(params, jnp.arange(8, 24), state, key=KEY)
+        with pytest.raises(ValueError, match="forgotten by an earlier request"):
+            ju.jit(unlearner.update)(params, jnp.arange(8, 24), state, key=KEY)
 
     def test_bad_input_is_named(self):
         params, full, logits_fn, loss_fn = _problem()
         unlearner = _ssd(loss_fn, 2.0, 16)
-        state = unlearner.init(params, full)
-        with pytest.raises(ValueError, match="forget_data is empty"):
-            unlearner.update(params, (full[0][:0], full[1][:0]), state)
+        state = unlearner.init(params, full, key=KEY)
+        with pytest.raises(ValueError, match="request is empty"):
+            unlearner.update(params, jnp.arange(0), state, key=KEY)
+        with pytest.raises(ValueError, match="invalid"):
+            unlearner.update(params, jnp.array([3, 64]), state, key=KEY)
         with pytest.raises(ValueError, match="state.full_importance"):
-            unlearner.update(params, full, state._replace(full_importance={"other": jnp.zeros(3)}))
+            unlearner.update(params, jnp.arange(4), state._replace(full_importance={"other": jnp.zeros(3)}), key=KEY)
         bad = jax.tree.map(lambda a: a.at[(0,) * a.ndim].set(jnp.nan), params)
         with pytest.raises(FloatingPointError, match="non-finite"):
-            unlearner.update(bad, full, state)
+            unlearner.update(bad, jnp.arange(4), state, key=KEY)
+        with pytest.raises(FloatingPointError, match="non-finite"):
+            ju.jit(unlearner.update)(bad, jnp.arange(4), state, key=KEY)
         with pytest.raises(TypeError, match="SSDState"):
-            unlearner.update(params, full, None)
+            unlearner.update(params, jnp.arange(4), None, key=KEY)
+        with pytest.raises(TypeError, match="key"):
+            unlearner.update(params, jnp.arange(4), state, key=None)
+        with pytest.raises(ValueError, match="data does not fit the model"):
+            unlearner.init(params, (np.zeros((8, 5), np.float32), full[1][:8]), key=KEY)
+        with pytest.raises(ValueError, match="data labels"):
+            unlearner.init(params, (full[0], full[1] - 1), key=KEY)
         with pytest.raises(ValueError, match="alpha"):
             S.ssd(loss_fn, alpha=-1.0)
         with pytest.raises(ValueError, match="rule"):

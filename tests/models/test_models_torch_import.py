@@ -167,3 +167,16 @@ def test_optional_torch_parity():
     x, x_nchw = _images((32, 32, 1))
     expected = net(torch.from_numpy(x_nchw.astype(np.float32))).detach().numpy()
     np.testing.assert_allclose(module.apply(variables, x), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_imported_params_never_share_memory_with_the_source_arrays():
+    """Mutating the state_dict's arrays in place after the import leaves the params unchanged (a small
+    ResNet block covers biases, batch-norm scales, biases and running statistics)."""
+    module = M.ResNet18(num_classes=7, stage_widths=(4, 4, 4, 4), blocks=(1, 1, 1, 1))
+    sd, _ = _imported(module, (8, 8, 3))
+    sd = {k: np.asarray(v, np.float32) for k, v in sd.items()}
+    variables = ti.load_torch_state_dict(module, M.abstract_variables(module, (8, 8, 3)), sd)
+    before = jax.tree.map(lambda a: np.array(a, copy=True), variables)
+    for value in sd.values():
+        value[...] = 123.0  # what a torch optimizer's in-place step does to shared storage
+    jax.tree.map(np.testing.assert_array_equal, variables, before)

@@ -173,3 +173,25 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="empty"):
         fit(loss, opt, state, (X[:0], Y[:0]), **kw)
     assert isinstance(state, TrainState)
+
+
+def test_masked_epochs_equal_training_on_the_kept_examples():
+    """``fit(mask=m)`` (static shapes, weighted batches) == ``fit`` on ``data[m]``, in data order."""
+    from jaxunlearn.train.loop import weighted_mean
+
+    x = jax.random.normal(jax.random.key(0), (50, 3))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+
+    def loss(p, b):
+        return optax.softmax_cross_entropy_with_integer_labels(b[0] @ p, b[1]).mean()
+
+    opt, p0, mask = optax.sgd(0.1), jnp.zeros((3, 2)), jnp.arange(50) % 3 != 0
+    kw = dict(batch_size=16, num_epochs=2, key=jax.random.key(1), shuffle=False, progress=False)
+    masked, h_masked = fit(params_only(weighted_mean(loss)), opt, init_train_state(p0, opt), (x, y), mask=mask, **kw)
+    kept, h_kept = fit(params_only(loss), opt, init_train_state(p0, opt), (x[mask], y[mask]), **kw)
+    np.testing.assert_allclose(masked.params, kept.params, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(h_masked["loss"], h_kept["loss"], rtol=1e-6)
+    assert int(masked.step) == int(kept.step) == 6
+    jitted = jax.jit(lambda m: fit(params_only(weighted_mean(loss)), opt, init_train_state(p0, opt), (x, y),
+                                   mask=m, **kw)[0].params)
+    np.testing.assert_allclose(jitted(mask), masked.params, rtol=1e-6, atol=1e-7)
