@@ -1,8 +1,9 @@
-"""SG-MCMC samplers of the Bayesian forgetting seeds, built on blackjax's kernels.
+"""SG-MCMC samplers of Bayesian forgetting, built on blackjax's kernels.
 
 Fu et al. 2021 (BIF) and Fu et al. ICLR 2022 sample ``p(theta | S) ∝ exp(-F(theta, S))``
-with ``F_hat(theta, B) = R(theta) + n * mean_B l`` (:mod:`jaxunlearn.bayes.energies`). With ``eta = lr * decay(t)`` (``lr``
-already divided by the training-set size, the originals' ``lr / N``):
+with ``F_hat(theta, B) = R(theta) + n * mean_B l`` (:mod:`jaxunlearn.bayes.energies`).
+With ``eta = lr * decay(t)`` (``lr`` already divided by the training-set size, the
+originals' ``lr / N``):
 
 * **SGLD**: ``theta <- theta - eta grad F_hat + N(0, 2 eta)``. This *is*
   blackjax's SGLD kernel (``blackjax.sgld.build_kernel``) at temperature 1

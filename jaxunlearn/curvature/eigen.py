@@ -9,7 +9,6 @@ pick a scale under which the Neumann recursion converges.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -25,12 +24,11 @@ class EigenResult(NamedTuple):
     eigenvector: Any
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
 def top_eigenvalue(loss_fn: LossFn, params: Any, batch: Any, key: jax.Array, num_iters: int = 20) -> EigenResult:
     """Power iteration for the largest-magnitude eigenvalue of the Hessian of ``loss_fn(., batch)``.
 
     Starts from a Gaussian random direction drawn with ``key``; ``num_iters``
-    HVPs, inside ``jax.lax.fori_loop``.
+    HVPs, inside ``jax.lax.fori_loop``. Traceable; jit the calling function.
     """
     v0 = otu.tree_random_like(key, params, jax.random.normal)
     v0 = otu.tree_scale(1.0 / otu.tree_norm(v0), v0)

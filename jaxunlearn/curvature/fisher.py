@@ -27,7 +27,6 @@ instead of ``vmap(grad)``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable
 
 import jax
@@ -47,8 +46,7 @@ SampleFn = Callable[[Any, Any, jax.Array], Any]
 class sample_categorical_labels:  # noqa: N801 -- used like a function: sample_fn=sample_categorical_labels(f)
     """A ``sample_fn`` for classifiers: replaces ``y`` in ``(x, y, ...)`` by draws from ``softmax(logits_fn(params, x))``.
 
-    A frozen dataclass rather than a closure, so equal ``logits_fn`` give equal
-    (hashable) samplers and a jitted :func:`fisher_diagonal` is not recompiled.
+    A frozen dataclass rather than a closure: equal ``logits_fn`` give equal samplers.
     """
 
     logits_fn: Callable[[Any, Any], jax.Array]
@@ -85,6 +83,10 @@ def fisher_diagonal(
       batch_size: the batch of ``"batch_squared"``; the chunk of the per-example estimators.
       key, sample_fn: required by ``"true"``: targets are drawn with
         ``sample_fn(params, chunk, fold_in(key, chunk_index))``.
+
+    A pure, traceable function (a ``jax.lax.scan`` over chunks): jit it, or the function that
+    calls it, once (``jax.jit(lambda p, d: fisher_diagonal(loss_fn, p, d))``); it is never
+    compiled with ``loss_fn`` as a static argument.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
@@ -98,7 +100,6 @@ def fisher_diagonal(
     return _fisher(loss_fn, params, data, estimator, batch_size, key, sample_fn)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 6))
 def _fisher(loss_fn, params, data, estimator, batch_size, key, sample_fn):
     n = num_examples(data)
     if estimator == "batch_squared":

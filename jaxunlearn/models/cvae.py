@@ -43,7 +43,7 @@ DIGITS_HIDDEN = (256, 128)
 
 
 class CVAE(nn.Module):
-    """One-hot conditional VAE (MLP encoder and decoder), section 5.1 of the reference notes.
+    """One-hot conditional VAE (MLP encoder and decoder) of Selective Amnesia (Heng & Soh, NeurIPS 2023).
 
     Attributes:
       x_dim: number of input features (784 for MNIST, 64 for 8x8 digits).

@@ -1,4 +1,4 @@
-"""The SmallCNN of the MCMC-unlearning seed (CIFAR-10 BNN, section 2.2 of the reference notes).
+"""The SmallCNN of MCMC unlearning (Fu, He & Tao, ICLR 2022: its CIFAR-10 Bayesian network).
 
 ``conv(64, 5x5) -> relu -> maxpool 2 -> conv(64, 5x5) -> relu -> maxpool 2 ->
 fc 384 -> relu -> fc num_classes``, no batch norm (``SmallCNN`` in

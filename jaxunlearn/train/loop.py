@@ -149,6 +149,23 @@ def weighted_mean(loss_fn: Callable[[Any, Any], jax.Array]) -> Callable[[Any, An
     return loss
 
 
+class _HostBar:
+    """A tqdm bar that the compiled loop advances through ``jax.debug.callback``; opened on the first
+    callback of each run (a cached second run of the same compiled loop gets a fresh bar)."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.bar = total, desc, None
+
+    def __call__(self, t: Any) -> None:
+        done = int(np.max(np.asarray(t))) + 1
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, desc=self.desc, leave=False)
+        self.bar.update(done - self.bar.n)
+        if done >= self.total:
+            self.bar.close()
+            self.bar = None
+
+
 def scan_steps(
     step: Callable[[Any, Any], tuple[Any, Any]],
     carry: Any,
@@ -170,13 +187,7 @@ def scan_steps(
     if not progress or length == 0:
         return jax.lax.scan(step, carry, xs)
     every = max(1, length // 100) if every is None else check_positive_int(every, "every")
-    bar = tqdm(total=length, desc=desc, leave=False)
-
-    def advance(t):
-        done = int(np.max(np.asarray(t))) + 1
-        bar.update(done - bar.n)
-        if done >= length:
-            bar.close()
+    advance = _HostBar(length, desc)
 
     def body(c, inputs):
         x, t = inputs

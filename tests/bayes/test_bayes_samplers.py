@@ -1,4 +1,4 @@
-"""SG-MCMC samplers: one step against the seeds' update formulas on fixed noise; SGLD on a Gaussian posterior."""
+"""SG-MCMC samplers: one step against the originals' update formulas on fixed noise; SGLD on a Gaussian posterior."""
 
 import functools
 
@@ -26,7 +26,7 @@ def grad_f(theta, x, n):  # analytic gradient, independent of jax.grad
 
 class SamplerStepTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    def test_sgld_step_is_the_seeds_update(self):
+    def test_sgld_step_is_the_originals_update(self):
         sampler = bayes.sgld(energy_fn)
         theta = jnp.array([0.3, -1.2, 2.0])
         x = jax.random.normal(jax.random.key(0), (8, 3))
@@ -39,7 +39,7 @@ class SamplerStepTest(chex.TestCase):
         assert int(new.count) == 1
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_sghmc_first_and_later_steps_are_the_seeds_update(self):
+    def test_sghmc_first_and_later_steps_are_the_originals_update(self):
         alpha = 0.4
         sampler = bayes.sghmc(energy_fn, alpha=alpha)
         theta = jnp.array([0.3, -1.2, 2.0])

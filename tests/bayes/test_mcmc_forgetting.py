@@ -158,7 +158,7 @@ class MCMCContractTest(chex.TestCase):
         np.testing.assert_allclose(replay, want, rtol=1e-6)
         bad = drawn._replace(hvp=drawn.hvp.at[0, 0, 0].set(48))
         with pytest.raises(ValueError, match="batches.hvp"):
-            ju.jit(f.update)(self.params, request, self.state, key=keys[1], batches=bad)
+            f.update(self.params, request, self.state, key=keys[1], batches=bad)
 
     def test_errors(self):
         f, p = self.forgetter, self.params

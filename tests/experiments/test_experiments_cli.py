@@ -45,16 +45,33 @@ def test_format_table_shows_mean_and_spread():
     assert "ssd" in table and "0.200±.100" in table
 
 
-def test_run_seed_ssd_forgets_a_class_and_retrain_is_the_reference():
-    config = ForgettingConfig(scenario="class:3", methods=("ssd",), seeds=(0,), epochs=30, warm_timing=False)
-    rows = {r["method"]: r for r in run_seed(config, 0, progress=False, log=lambda m: None)}
-    assert set(rows) == {"original", "retrain", "ssd"}
+def _rows(methods):
+    config = ForgettingConfig(scenario="class:3", methods=methods, seeds=(0,), epochs=30, warm_timing=False)
+    return {r["method"]: r for r in run_seed(config, 0, progress=False, log=lambda m: None)}
+
+
+@pytest.fixture(scope="module")
+def ssd_and_jit_rows():
+    return _rows(("ssd", "jit"))
+
+
+def test_run_seed_ssd_forgets_a_class_and_retrain_is_the_reference(ssd_and_jit_rows):
+    rows = ssd_and_jit_rows
+    assert set(rows) == {"original", "retrain", "ssd", "jit"}
     assert rows["original"]["acc_forget_train"] > 0.9
     assert rows["retrain"]["acc_forget_train"] == 0.0 and rows["retrain"]["js_to_retrain"] == 0.0
     assert rows["ssd"]["acc_forget_train"] < 0.2          # the class is forgotten ...
     assert rows["ssd"]["acc_retain_test"] > rows["original"]["acc_retain_test"] - 0.1  # ... the rest kept
     assert rows["ssd"]["js_to_retrain"] < rows["original"]["js_to_retrain"]
     assert rows["ssd"]["seconds"] > 0
+
+
+def test_a_methods_result_does_not_depend_on_the_other_methods_run(ssd_and_jit_rows):
+    """Each method's key comes from its name, not its position: JiT alone == JiT after SSD (same seed)."""
+    def metrics_of(row):
+        return {k: v for k, v in row.items() if k not in ("seconds", "speedup")}
+
+    assert metrics_of(_rows(("jit",))["jit"]) == metrics_of(ssd_and_jit_rows["jit"])
 
 
 def test_cli_writes_table_json_csv_png(tmp_path, capsys):
