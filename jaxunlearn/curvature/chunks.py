@@ -22,18 +22,39 @@ def num_chunks(n: int, chunk_size: int) -> int:
     return -(-n // chunk_size)
 
 
-def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int) -> Any:
-    """``sum_c fn(chunk_c, c)`` over consecutive chunks of ``data``, in data order.
-
-    ``fn(chunk, index)`` maps one chunk (a pytree like ``data`` with leading
-    size ``<= chunk_size``) and its integer index to a pytree of arrays.
-    """
+def split_chunks(data: Any, chunk_size: int) -> tuple[Any, Any]:
+    """``(head, tail)``: the full chunks stacked ``[num_full, chunk_size, ...]`` and the short rest
+    (``None`` when ``chunk_size`` divides the number of examples). ``chunk_size`` is capped at ``n``."""
     n = num_examples(data)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}.")
     chunk_size = min(chunk_size, n)
     full, rest = divmod(n, chunk_size)
     head = jax.tree.map(lambda a: a[: full * chunk_size].reshape((full, chunk_size) + a.shape[1:]), data)
+    tail = jax.tree.map(lambda a: a[full * chunk_size :], data) if rest else None
+    return head, tail
+
+
+def chunked_map(fn: Callable[[Any], Any], data: Any, chunk_size: int) -> Any:
+    """``fn`` applied chunk by chunk, outputs concatenated on the leading axis: ``fn(data)`` in bounded memory.
+
+    Full chunks run in ``jax.lax.map``; the short rest is one more call with its true size.
+    """
+    head, tail = split_chunks(data, chunk_size)
+    out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), jax.lax.map(fn, head))
+    if tail is not None:
+        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, fn(tail))
+    return out
+
+
+def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int) -> Any:
+    """``sum_c fn(chunk_c, c)`` over consecutive chunks of ``data``, in data order.
+
+    ``fn(chunk, index)`` maps one chunk (a pytree like ``data`` with leading
+    size ``<= chunk_size``) and its integer index to a pytree of arrays.
+    """
+    head, tail = split_chunks(data, chunk_size)
+    full = jax.tree.leaves(head)[0].shape[0]
     first = jax.tree.map(lambda a: a[0], head)
     init = otu.tree_zeros_like(jax.eval_shape(fn, first, jnp.asarray(0)))
 
@@ -42,7 +63,6 @@ def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int)
         return otu.tree_add(acc, fn(chunk, index)), None
 
     total, _ = jax.lax.scan(body, init, (head, jnp.arange(full)))
-    if rest:
-        tail = jax.tree.map(lambda a: a[full * chunk_size :], data)
+    if tail is not None:
         total = otu.tree_add(total, fn(tail, jnp.asarray(full)))
     return total

@@ -5,7 +5,8 @@ The methods come from the library's one registry
 :class:`~jaxunlearn.methods.registry.ClassifierProblem`; this module only
 holds the comparison's settings. Every method's ``init`` receives the full
 training set in SSD's order (``split.full_train``) and one request, the
-positions of the forget examples in it (``split.full_train_request``). Hyperparameters are the originals' defaults where those carry over to
+positions of the forget examples in it (``split.full_train_request``).
+Hyperparameters are the originals' defaults where those carry over to
 any model (SSD's lambda and alpha, SCRUB's schedule, Bad Teacher's 30 %
 retain fraction); learning rates and epoch counts that the originals set for
 ResNet-18 on CIFAR are scaled to the small models of the embedded data and say
@@ -52,7 +53,10 @@ def problem(ctx: MethodContext) -> ClassifierProblem:
 
 def _init_fn(ctx: MethodContext) -> Callable:
     name = {v: k for k, v in models.MODELS.items()}.get(type(ctx.module), "mlp")
-    return lambda key: models.create(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape, key=key)[1]["params"]
+    def init_fn(key):
+        return models.create(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape, key=key)[1]["params"]
+
+    return init_fn
 
 
 def settings(name: str, ctx: MethodContext) -> dict:

@@ -35,14 +35,15 @@ __all__ = ["IterativeInfo", "IterativeState", "iterative_unlearner", "retain_tra
 
 
 class IterativeState(NamedTuple):
-    """``store``: the training data and its alive mask; ``extra``: what ``prepare`` computed once (``()`` if nothing)."""
+    """``store``: the training data and its alive mask; ``extra``: what ``prepare`` computed once
+    (``()`` when the method has nothing to prepare)."""
 
     store: DataState
     extra: Any
 
 
 class IterativeInfo(NamedTuple):
-    """``loss``: ``[num_epochs]`` (or per pass), the example-weighted mean training loss of each epoch of the request."""
+    """``loss``: the example-weighted mean training loss of each epoch (or pass) of the request."""
 
     loss: jax.Array
 

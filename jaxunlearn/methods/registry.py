@@ -86,27 +86,26 @@ def _lipschitz(p: ClassifierProblem, s: dict) -> Unlearner:
     return methods.lipschitz(p.train_apply, num_classes=p.num_classes, **s)
 
 
-def _sampler(kind: str):
-    def make(problem: BayesProblem, settings: dict) -> Any:
-        from jaxunlearn.bayes import samplers
+def _sampler(kind: str, problem: BayesProblem, friction: float) -> Any:
+    from jaxunlearn.bayes import samplers
 
-        friction = settings.pop("alpha", 0.4)
-        return samplers.sgld(problem.energy.energy) if kind == "sgld" else samplers.sghmc(problem.energy.energy, friction)
-
-    return make
+    energy_fn = problem.energy.energy
+    return samplers.sgld(energy_fn) if kind == "sgld" else samplers.sghmc(energy_fn, friction)
 
 
 def _mcmc(kind: str) -> MethodEntry:
-    def build(problem: BayesProblem, **settings):
+    """MCMC forgetting with SGLD or SGHMC (setting ``alpha``: SGHMC's friction, 0.4 as BIF)."""
+
+    def build(problem: BayesProblem, *, alpha: float = 0.4, **settings):
         settings = {"scaling0": 0.1, "iter_T": 8, "samp_T": 2, "batch_size": 8, "lr": problem.lr, **settings}
-        return methods.mcmc_forgetting(problem.energy, _sampler(kind)(problem, settings), **settings)
+        return methods.mcmc_forgetting(problem.energy, _sampler(kind, problem, alpha), **settings)
 
     return MethodEntry("mcmc", build, {"iter_T": 3, "samp_T": 1, "batch_size": 4})
 
 
 def _importance_sampling(problem: BayesProblem, **settings) -> Unlearner:
     settings = {"num_steps": 100, "batch_size": 8, "lr": problem.lr, **settings}
-    return methods.importance_sampling(_sampler("sgld")(problem, settings), **settings)
+    return methods.importance_sampling(_sampler("sgld", problem, 0.0), **settings)
 
 
 def _vi(problem: BayesProblem, **settings) -> Unlearner:

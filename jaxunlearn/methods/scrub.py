@@ -101,7 +101,9 @@ def scrub(
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     msteps = check_positive_int(msteps, "msteps", allow_zero=True)
     batch_size = check_positive_int(batch_size, "batch_size")
-    forget_batch_size = batch_size if forget_batch_size is None else check_positive_int(forget_batch_size, "forget_batch_size")
+    if forget_batch_size is None:
+        forget_batch_size = batch_size
+    forget_batch_size = check_positive_int(forget_batch_size, "forget_batch_size")
     eval_batch_size = check_positive_int(eval_batch_size, "eval_batch_size")
     temperature = check_number(temperature, "temperature", low=0.0, low_inclusive=False)
     max_loss, min_loss = scrub_losses(logits_fn, alpha=alpha, gamma=gamma, temperature=temperature)

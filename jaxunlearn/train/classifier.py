@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxunlearn._validation import num_examples
-from jaxunlearn.curvature.chunks import chunked_sum
+from jaxunlearn.curvature.chunks import chunked_map, chunked_sum
 from jaxunlearn.models.classifier import logits_fn as model_logits_fn
 from jaxunlearn.models.classifier import split_variables, training_loss
 from jaxunlearn.train.inputs import as_xy, check_key, check_positive_int
@@ -148,11 +148,4 @@ def batched_logits(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any
 
 @functools.partial(jax.jit, static_argnames=("logits_fn", "batch_size"))
 def _batched_logits(logits_fn, params, x, batch_size):
-    n = x.shape[0]
-    full, rest = divmod(n, batch_size)
-    head = x[: full * batch_size].reshape((full, batch_size) + x.shape[1:])
-    out = jax.lax.map(lambda chunk: logits_fn(params, chunk), head)
-    out = out.reshape((full * batch_size,) + out.shape[2:])
-    if rest:
-        out = jnp.concatenate([out, logits_fn(params, x[full * batch_size :])])
-    return out
+    return chunked_map(lambda chunk: logits_fn(params, chunk), x, batch_size)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxunlearn._validation import check_key, check_positive_int, num_examples  # noqa: F401 (re-exported)

@@ -36,6 +36,7 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxunlearn._validation import is_concrete, num_examples
+from jaxunlearn.curvature.chunks import split_chunks
 from jaxunlearn.train.inputs import as_arrays, check_key, check_positive_int
 
 TrainLossFn = Callable[[Any, Any, Any, Any], tuple[jax.Array, Any]]
@@ -62,7 +63,8 @@ class TrainState(NamedTuple):
 def init_train_state(params: Any, optimizer: optax.GradientTransformation, model_state: Any = None) -> TrainState:
     """``TrainState(params, model_state or {}, optimizer.init(params), 0)``."""
     _check_optimizer(optimizer)
-    return TrainState(params, {} if model_state is None else model_state, optimizer.init(params), jnp.zeros((), jnp.int32))
+    model_state = {} if model_state is None else model_state
+    return TrainState(params, model_state, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
 def params_only(loss_fn: Callable[[Any, Any], jax.Array]) -> TrainLossFn:
@@ -248,11 +250,9 @@ def make_epoch(
                 return _select(active, new, s), jnp.where(active, loss, jnp.nan)
 
             return jax.lax.scan(masked_step, state, (xs, weights, jnp.arange(steps)))
-        full, rest = divmod(n, b)
-        head = jax.tree.map(lambda a: a[: full * b].reshape((full, b) + a.shape[1:]), data)
+        head, tail = split_chunks(data, b)
         state, losses = jax.lax.scan(lambda s, batch: keyed_step(s, batch, step_key), state, head)
-        if rest and not drop_remainder:
-            tail = jax.tree.map(lambda a: a[full * b :], data)
+        if tail is not None and not drop_remainder:
             state, last = keyed_step(state, tail, step_key)
             losses = jnp.concatenate([losses, last[None]])
         return state, losses
@@ -263,7 +263,8 @@ def make_epoch(
 def _check_optimizer(optimizer: Any) -> None:
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(
-            f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); got {type(optimizer).__name__}."
+            "optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); "
+            f"got {type(optimizer).__name__}."
         )
 
 
@@ -325,7 +326,8 @@ def fit(
     """
     _check_optimizer(optimizer)
     if not isinstance(state, TrainState):
-        raise TypeError(f"state must be a TrainState (use init_train_state(params, optimizer)); got {type(state).__name__}.")
+        raise TypeError("state must be a TrainState (use init_train_state(params, optimizer)); "
+                        f"got {type(state).__name__}.")
     batch_size = check_positive_int(batch_size, "batch_size")
     num_epochs = check_positive_int(num_epochs, "num_epochs", allow_zero=True)
     check_key(key)
@@ -350,7 +352,9 @@ def fit(
 
     def run(s, e, device_data, run_epoch):
         order = epoch_order(shuffle_key, e, n, shuffle, mask)
-        return run_epoch(s, device_data, order, step_key, mask) if masked else run_epoch(s, device_data, order, step_key)
+        if masked:
+            return run_epoch(s, device_data, order, step_key, mask)
+        return run_epoch(s, device_data, order, step_key)
 
     if not is_concrete((state, data, key, mask)):
         if eval_fn is not None:

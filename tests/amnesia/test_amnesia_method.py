@@ -195,39 +195,6 @@ def test_forgotten_index_again_or_every_class_raises_value_error(sa_setup, jit):
         update(p1, jnp.array([0, 2]), state, key=jax.random.key(2))  # classes 0 and 2 join 1: none left
 
 
-def test_jit_and_eager_agree_and_same_key_same_result(sa_setup):
-    _, params, (_, y), un, state = sa_setup
-    request, key = class_request(y, 1), jax.random.key(5)
-    eager = un.update(params, request, state, key=key)
-    again = un.update(params, request, state, key=key)
-    chex.assert_trees_all_equal(eager, again)
-    jitted = jax.jit(un.update)(params, request, state, key=key)
-    chex.assert_trees_all_close(jitted[0], eager[0], rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_equal(jitted[1].forgotten, eager[1].forgotten)
-    other = un.update(params, request, state, key=jax.random.key(6))
-    assert not np.allclose(other[0]["fc6"]["bias"], eager[0]["fc6"]["bias"])
-
-
-def test_no_recompilation_on_a_second_request_of_the_same_size(sa_setup):
-    _, params, (_, y), un, state = sa_setup
-    un.update(params, class_request(y, 1), state, key=jax.random.key(1))
-    compiled = un.update.core._cache_size()
-    un.update(params, class_request(y, 2), state, key=jax.random.key(2))  # 4 indices again, other class and key
-    assert un.update.core._cache_size() == compiled
-
-
-def test_vmap_over_keys_matches_separate_calls(sa_setup):
-    _, params, (_, y), un, state = sa_setup
-    request = class_request(y, 0)
-    keys = jax.random.split(jax.random.key(8), 3)
-    batched, states, infos = jax.vmap(lambda k: un.update(params, request, state, key=k))(keys)
-    assert infos.total.shape == (3, 12)
-    for i in range(3):
-        single, _, _ = un.update(params, request, state, key=keys[i])
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], batched), single, rtol=1e-5, atol=1e-6)
-    assert np.asarray(states.forgotten).tolist() == [[True, False, False]] * 3
-
-
 def test_init_checks_data_and_key(sa_setup):
     module, params, (x, y), un, _ = sa_setup
     with pytest.raises(ValueError, match="labels"):

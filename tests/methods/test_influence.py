@@ -179,24 +179,6 @@ class ContractTest(chex.TestCase):
         jitted = ju.jit(unlearner.update)(p1, second, s1, key=KEY)
         np.testing.assert_allclose(_flat(jitted[0]), _flat(p2), rtol=1e-10)
 
-    def test_vmap_over_keys_and_models(self):
-        theta, _, full, request, _, _ = _problem()
-        unlearner = I.influence(loss_fn, solver="lissa", damping=0.01, lissa_depth=20, lissa_batch_size=32,
-                                lissa_scale=0.5)
-        state = unlearner.init(theta, full, key=KEY)
-        keys = jax.random.split(jax.random.key(2), 3)
-        batched, _, _ = jax.vmap(lambda k: unlearner.update(theta, request, state, key=k))(keys)
-        one, _, _ = unlearner.update(theta, request, state, key=keys[2])
-        np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[2], batched)), _flat(one), rtol=1e-8)
-        a, _, _ = unlearner.update(theta, request, state, key=keys[0])
-        assert not np.allclose(_flat(a), _flat(one))  # the minibatches follow the key
-        cg = I.influence(loss_fn, damping=0.01)
-        stacked = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a]), theta)
-        states = jax.vmap(lambda p: cg.init(p, full, key=KEY))(stacked)
-        out, _, _ = jax.vmap(lambda p, st: cg.update(p, request, st, key=KEY))(stacked, states)
-        want, _, _ = _run(cg, theta, full, request)
-        np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[0], out)), _flat(want), rtol=1e-8)
-
     def test_forgotten_index_reused_raises(self):
         theta, _, full, request, _, _ = _problem()
         unlearner = I.influence(loss_fn, damping=0.01)

@@ -225,21 +225,6 @@ class ContractTest(chex.TestCase):
                                     eps[:, 4:8], 4, 0.05, True)
         chex.assert_trees_all_close(b, want, rtol=1e-4, atol=1e-6)
 
-    def test_vmap_over_keys_and_models(self):
-        params, x, _ = _problem()
-        unlearner = _unlearner(True)  # shares its compilations with the other size-4 requests
-        state = unlearner.init(params, x, key=KEY)
-        request = jnp.arange(4)
-        keys = jax.random.split(jax.random.key(3), 3)
-        batched, _, info = jax.vmap(lambda k: unlearner.update(params, request, state, key=k))(keys)
-        one, _, _ = unlearner.update(params, request, state, key=keys[1])
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], batched), one, rtol=1e-5, atol=1e-6)
-        assert info.losses.shape == (3, 1)
-        stacked = jax.tree.map(lambda a: jnp.stack([a, 2.0 * a]), params)
-        states = jax.vmap(lambda p: unlearner.init(p, x, key=KEY))(stacked)
-        out, _, _ = jax.vmap(lambda p, st: unlearner.update(p, request, st, key=keys[1]))(stacked, states)
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], out), one, rtol=1e-5, atol=1e-6)
-
     def test_forgotten_index_reused_raises(self):
         params, x, eps = _problem()
         unlearner = _unlearner(True)

@@ -230,22 +230,6 @@ class ContractTest(chex.TestCase):
                                       lambda g: np.asarray(g) ** 2)
         chex.assert_trees_all_close(info2.forget_importance, want, rtol=1e-4, atol=1e-10)
 
-    def test_jit_and_vmap(self):
-        params, full, _, loss_fn = _problem()
-        unlearner = _ssd(loss_fn, 2.0, 16)
-        state = unlearner.init(params, full, key=KEY)
-        eager = unlearner.update(params, jnp.arange(16), state, key=KEY)
-        jitted = ju.jit(unlearner.update)(params, jnp.arange(16), state, key=KEY)
-        chex.assert_trees_all_close(jitted, eager, rtol=1e-6)
-        keys = jax.random.split(jax.random.key(4), 3)
-        batched = jax.vmap(lambda k: unlearner.update(params, jnp.arange(16), state, key=k))(keys)
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], batched[0]), eager[0], rtol=1e-6)
-        # several models: stacked params and states
-        stacked_p = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a]), params)
-        stacked_s = jax.vmap(lambda p: unlearner.init(p, full, key=KEY))(stacked_p)
-        out_p, _, _ = jax.vmap(lambda p, st: unlearner.update(p, jnp.arange(16), st, key=KEY))(stacked_p, stacked_s)
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], out_p), eager[0], rtol=1e-6)
-
     def test_forgotten_index_reused_raises(self):
         params, full, _, loss_fn = _problem()
         unlearner = _ssd(loss_fn, 2.0, 16)
