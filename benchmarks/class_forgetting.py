@@ -17,6 +17,7 @@ import dataclasses
 import os
 import sys
 
+from jaxunlearn.cli import parse_seeds
 from jaxunlearn.experiments import ForgettingConfig, format_table, resolve_methods, run_forgetting, summarise, write_results
 
 SCENARIOS = {
@@ -41,7 +42,10 @@ def main(argv=None):
                                                              "training epochs stay as given)")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    seeds = (0,) if args.quick else tuple(int(s) for s in args.seeds.split(","))
+    try:
+        seeds = (0,) if args.quick else parse_seeds(args.seeds)
+    except ValueError as error:
+        parser.error(str(error))
     epochs = args.epochs
     for scenario in SCENARIOS[args.dataset]:
         config = ForgettingConfig(dataset=args.dataset, scenario=scenario, methods=resolve_methods(args.methods),

@@ -264,3 +264,13 @@ def check_fits_model(fn: Callable, params: Any, data: Any, name: str = "data") -
             f"{name} does not fit the model: per-example shapes {shapes} fail in the forward pass "
             f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Pass the data the model was trained on."
         ) from None
+
+
+def check_classifier_data(logits_fn: Callable, params: Any, x: Any, y: Any = None, name: str = "data") -> None:
+    """Raise ``ValueError`` naming ``name`` when ``x`` does not fit ``logits_fn(params, x)`` (see
+    :func:`check_fits_model`) or the labels ``y`` (when given) lie outside ``0..C-1`` (see :func:`check_labels`),
+    with ``C`` the width of the logits, evaluated abstractly (``jax.eval_shape``, nothing computed)."""
+    check_fits_model(logits_fn, params, x, name)
+    if y is not None:
+        one = jax.ShapeDtypeStruct((1,) + tuple(jnp.shape(x)[1:]), jnp.result_type(x))
+        check_labels(y, jax.eval_shape(logits_fn, params, one).shape[-1], f"{name} labels y")

@@ -3,6 +3,12 @@
     jaxunlearn forget                                  # digits, class 3, every method, 3 seeds
     jaxunlearn forget --scenario random:50 --methods ssd,finetune,scrub --seeds 0,1
     jaxunlearn forget --dataset cifar20 --model resnet18 --scenario subclass:rocket --data-dir ~/tensorflow_datasets
+
+Every argument is checked before any data is loaded or any model trained
+(:func:`validate_forget_args`): a wrong value ends the command within seconds
+with exit code 2 and one line ``error: ...`` on stderr. The results of a run
+replace ``<out>/<dataset>-<scenario>/`` as a whole folder
+(:func:`jaxunlearn.experiments.write_results`).
 """
 
 from __future__ import annotations
@@ -11,30 +17,156 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import Any
 
 from jaxunlearn.experiments.registry import ALL_METHODS
 
 
-def _forget(args: argparse.Namespace) -> int:
-    from jaxunlearn.data import DatasetNotAvailableError
-    from jaxunlearn.experiments import ForgettingConfig, format_table, run_forgetting, summarise, write_results
+class UsageError(ValueError):
+    """A command-line value that cannot run; the command prints ``error: <message>`` and exits with 2."""
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``: non-empty, distinct, non-negative integers."""
+    from jaxunlearn._validation import check_positive_int
+
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise UsageError(f"--seeds takes comma-separated integers such as 0,1,2; got {text!r} (no seed).")
+    seeds = []
+    for part in parts:
+        try:
+            seeds.append(check_positive_int(int(part), "a seed", allow_zero=True))
+        except ValueError:
+            raise UsageError(f"--seeds takes comma-separated non-negative integers such as 0,1,2; got {text!r} "
+                             f"(entry {part!r}).") from None
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds lists a seed twice ({text!r}); the spread over seeds would be understated.")
+    return tuple(seeds)
+
+
+def _stand_ins(dataset: str) -> list[tuple[Any, Any]]:
+    """``(train, test)`` pairs with the class structure of ``dataset``, for checking a scenario without its images.
+
+    ``digits`` is embedded and loads at once (one exact pair). For a tfds
+    dataset (sizes in :mod:`jaxunlearn.data.tfds_loaders`) two pairs of
+    zero inputs: the first gives every class as many examples as the
+    dataset's largest class (:data:`~jaxunlearn.data.tfds_loaders.MAX_CLASS_COUNT`),
+    so class scenarios are checked against an upper bound; the second has the
+    exact split sizes (:data:`~jaxunlearn.data.tfds_loaders.SPLIT_SIZES`), for
+    random scenarios. CIFAR-20 cycles through the 100 fine classes with the
+    superclasses as ``y``.
+    """
+    import numpy as np
+
+    from jaxunlearn.data import Dataset, coarse_labels, load_digits
+    from jaxunlearn.data.tfds_loaders import MAX_CLASS_COUNT, SPLIT_SIZES, TFDS_DATASETS
+
+    if dataset == "digits":
+        return [load_digits()]
+    source = "cifar100" if dataset == "cifar20" else dataset
+    k = TFDS_DATASETS[source][0]
+
+    def make(n):
+        y = np.arange(n) % k
+        x = np.zeros((n, 1), np.float32)
+        if dataset == "cifar20":
+            return Dataset(x=x, y=coarse_labels(y), num_classes=20, fine_y=y, num_fine_classes=100)
+        return Dataset(x=x, y=y, num_classes=k)
+
+    n_train, n_test = SPLIT_SIZES[source]
+    return [(make(k * MAX_CLASS_COUNT[source]), make(n_test)), (make(n_train), make(n_test))]
+
+
+def _check_scenario(scenario: str, dataset: str, seeds: tuple[int, ...]) -> None:
+    """Raise :class:`UsageError` when ``scenario`` cannot select a forget set of ``dataset`` (see :func:`_stand_ins`)."""
+    from jaxunlearn.experiments.scenario import parse_scenario
+
+    pairs = _stand_ins(dataset)
+    try:
+        for seed in seeds:
+            split = parse_scenario(scenario, *pairs[0], seed=seed)
+            if split.scenario == "random":
+                for train, test in pairs[1:]:
+                    parse_scenario(scenario, train, test, seed=seed)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--scenario {scenario!r} does not fit {dataset}: {err}") from None
+
+
+def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Check every argument of ``jaxunlearn forget`` cheaply, before any data is loaded or model trained.
+
+    Args:
+      args: the parsed arguments of the ``forget`` sub-command.
+
+    Returns:
+      The keyword arguments of ``jaxunlearn.experiments.ForgettingConfig`` (dataset name normalised,
+      methods resolved, seeds parsed) and ``"out"``: the result folder of this run.
+
+    Raises:
+      UsageError: the first argument that cannot run, with what is accepted.
+    """
+    from jaxunlearn._validation import check_number, check_positive_int
+    from jaxunlearn.data import DATASETS
     from jaxunlearn.experiments.registry import resolve_methods
+    from jaxunlearn.experiments.report import RESULT_FILES
+    from jaxunlearn.io import check_output_folder, check_replaceable
+    from jaxunlearn.models import MODELS
 
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
-    except ValueError:
-        print(f"error: --seeds takes comma-separated integers, got {args.seeds!r}", file=sys.stderr)
-        return 2
+        epochs = check_positive_int(args.epochs, "--epochs")
+        batch_size = check_positive_int(args.batch_size, "--batch-size")
+        lr = check_number(args.lr, "--lr", low=0.0, low_inclusive=False)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    seeds = parse_seeds(args.seeds)
+    if not args.methods.strip(" ,"):
+        raise UsageError(f"--methods is empty; pass 'all' or a comma-separated subset of {', '.join(ALL_METHODS)}.")
     try:
         methods = resolve_methods(args.methods)
     except ValueError as err:
+        raise UsageError(str(err)) from None
+    dataset = args.dataset.strip().lower().replace("-", "_")
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}.")
+    if args.model is not None and args.model not in MODELS:
+        raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}.")
+    if args.data_dir is not None and os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder.")
+    _check_scenario(args.scenario, dataset, seeds)
+    try:
+        out = check_output_folder(args.out)
+    except ValueError as err:
+        raise UsageError(f"--out: {err}") from None
+    folder = os.path.join(out, f"{dataset}-{args.scenario.strip().replace(':', '_')}")
+    try:
+        check_replaceable(folder, RESULT_FILES)
+    except OSError as err:
+        raise UsageError(f"--out: {err}") from None
+    return {"dataset": dataset, "scenario": args.scenario.strip(), "methods": methods, "seeds": seeds,
+            "model": args.model, "epochs": epochs, "batch_size": batch_size, "learning_rate": lr,
+            "data_dir": args.data_dir, "download": args.download, "warm_timing": not args.cold_timing, "out": folder}
+
+
+def _forget(args: argparse.Namespace) -> int:
+    try:
+        checked = validate_forget_args(args)
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    config = ForgettingConfig(
-        dataset=args.dataset, scenario=args.scenario, methods=methods, seeds=seeds, model=args.model,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, data_dir=args.data_dir,
-        download=args.download, warm_timing=not args.cold_timing,
+    from jaxunlearn.data import DatasetNotAvailableError
+    from jaxunlearn.experiments import (
+        ForgettingConfig,
+        format_table,
+        run_forgetting,
+        summarise,
+        write_results,
     )
+    from jaxunlearn.io import new_run_id
+
+    out = checked.pop("out")
+    config = ForgettingConfig(**checked)
+    run_id = new_run_id()
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     try:
         rows = run_forgetting(config, progress=not args.quiet, log=log)
@@ -42,16 +174,28 @@ def _forget(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     summaries = summarise(rows)
-    title = f"{config.dataset} / {config.model_name} / {config.scenario}, {len(seeds)} seed(s)"
+    title = f"{config.dataset} / {config.model_name} / {config.scenario}, {len(config.seeds)} seed(s)"
     print(f"\n{title}\n")
     print(format_table(summaries))
-    out = os.path.join(args.out, f"{config.dataset}-{config.scenario.replace(':', '_')}")
-    paths = write_results(out, {**dataclasses.asdict(config), "title": title}, rows, summaries)
+    try:
+        paths = write_results(out, {**dataclasses.asdict(config), "title": title}, rows, summaries, run_id=run_id)
+    except OSError as err:
+        print(f"error: cannot write the results to {out}: {err}", file=sys.stderr)
+        return 1
     print("\nwrote " + ", ".join(paths))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``jaxunlearn`` command.
+
+    Args:
+      argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+      The exit code: 0 on success, 2 for an argument that cannot run (with a line ``error: ...`` on stderr),
+      1 when the results cannot be written.
+    """
     parser = argparse.ArgumentParser(prog="jaxunlearn", description="Machine unlearning in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     f = sub.add_parser("forget", help="compare unlearning methods on one forget scenario",
@@ -71,12 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--data-dir", default=None, help="tensorflow-datasets folder holding prepared data")
     f.add_argument("--download", action="store_true",
                    help="let tensorflow-datasets download missing data (needs internet; default: read --data-dir only)")
-    f.add_argument("--out", default="results", help="results folder (default: results/)")
+    f.add_argument("--out", default="results",
+                   help="results folder (default: results/); each run replaces <out>/<dataset>-<scenario>/ whole")
     f.add_argument("--cold-timing", action="store_true",
                    help="time each method's first call, XLA compilation included (default: a warm second call)")
     f.add_argument("--quiet", action="store_true", help="no progress output")
     f.set_defaults(run=_forget)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse's own errors (exit 2) and --help (exit 0)
+        return stop.code if isinstance(stop.code, int) else 2
     return args.run(args)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from jaxunlearn._validation import check_finite, check_labels, check_positive_int, num_examples
+from jaxunlearn.data.minibatch import draw_unchecked
 from jaxunlearn.models.cvae import CVAE, flatten_images, one_hot, vae_loss
 from jaxunlearn.models.sa_classifier import SAClassifier
 from jaxunlearn.train.loop import TrainState, init_train_state, make_step, scan_steps, with_key
@@ -39,12 +40,12 @@ def _check_xy(x: Any, y: Any, num_classes: int) -> tuple[jax.Array, jax.Array]:
 def _run(step: Any, state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array, num_steps: int,
          batch_size: int, progress: bool, desc: str) -> tuple[TrainState, np.ndarray]:
     """``num_steps`` of ``step(state, (x_B, y_B), noise_key)`` on uniform minibatches, one compiled scan."""
-    n = x.shape[0]
+    everyone, size = jnp.ones((x.shape[0],), bool), min(batch_size, x.shape[0])
 
     def run(state, x, y, key):
         def body(s, k):
             kb, kn = jax.random.split(k)
-            idx = jax.random.randint(kb, (min(batch_size, n),), 0, n)
+            idx = draw_unchecked(kb, everyone, size, replace=True)  # uniform, with replacement
             return step(s, (x[idx], y[idx]), kn)
 
         return scan_steps(body, state, jax.random.split(key, num_steps), progress=progress, desc=desc)

@@ -6,19 +6,19 @@
 * :mod:`~jaxunlearn.bayes.samplers`: SGLD (blackjax's kernel) and SGHMC with persistent
   momentum (built on blackjax's SGHMC diffusion), step-size schedules, jittable chains.
 * :mod:`~jaxunlearn.bayes.vi`: Bayes by Backprop training with optax.
-* :mod:`~jaxunlearn.bayes.minibatch`: static-shape minibatches from the remaining points
-  (never a removed one).
+* static-shape minibatches from the remaining points, never a removed one
+  (:mod:`jaxunlearn.data.minibatch`, re-exported here).
 
 The forgetting methods themselves live in :mod:`jaxunlearn.methods.vi_forgetting` and
 :mod:`jaxunlearn.methods.mcmc_forgetting`.
 """
 
 from jaxunlearn.bayes.energies import Energy, bnn_energy, gaussian_prior, gmm_energy, vbnn_energy, vgmm_energy
-from jaxunlearn.bayes.minibatch import all_alive, check_batches, draw_batches, draw_indices, take
 from jaxunlearn.bayes.samplers import (
     ChainTrace, Sampler, SamplerState, constant_decay, power_decay, run_chain, sghmc, sgld, step_decay,
 )
 from jaxunlearn.bayes.vi import VIResult, fit_vi
+from jaxunlearn.data.minibatch import all_alive, check_batches, draw_batches, draw_indices, take
 
 __all__ = [
     "ChainTrace", "Energy", "Sampler", "SamplerState", "VIResult", "all_alive", "bnn_energy", "check_batches",

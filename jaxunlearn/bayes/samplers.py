@@ -30,7 +30,7 @@ Step-size schedules (``decay(t)``, ``t`` = steps taken so far): :func:`power_dec
 The ICLR'22 schedule ``eta_k = (sp / n) k^-0.5005``, ``k = 1, 2, ...`` is ``power_decay(-0.5005)``.
 
 Chains run in :func:`jaxunlearn.train.loop.scan_steps` (:func:`run_chain`), drawing
-minibatches from the points still in the posterior (:mod:`jaxunlearn.bayes.minibatch`).
+minibatches from the points still in the posterior (:mod:`jaxunlearn.data.minibatch`).
 
 Step sizes must be positive and the SGHMC friction ``alpha`` must lie in ``(0, 1]``;
 both raise ``ValueError`` naming the argument when they are Python numbers (at
@@ -49,7 +49,7 @@ from blackjax.sgmcmc import diffusions
 from blackjax.util import generate_gaussian_noise
 
 from jaxunlearn._validation import check_key, check_number, check_positive_int, num_examples
-from jaxunlearn.bayes.minibatch import _check_batch_size, _top_k, all_alive, check_alive_count, take
+from jaxunlearn.data.minibatch import all_alive, check_alive_count, check_batch_size, draw_unchecked, take
 from jaxunlearn.train.loop import scan_steps
 
 __all__ = [
@@ -226,7 +226,7 @@ def run_chain(
     alive = all_alive(data) if alive is None else jnp.asarray(alive)
     if alive.shape != (size,) or alive.dtype != jnp.bool_:
         raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
-    batch_size = _check_batch_size(alive, batch_size)
+    batch_size = check_batch_size(alive, batch_size)
     check_alive_count(alive, batch_size)
     n = jnp.sum(alive)
     schedule = constant_decay() if schedule is None else schedule
@@ -234,7 +234,7 @@ def run_chain(
     def body(st, k):
         k_batch, k_step = jax.random.split(k)
         decay = schedule(st.count)
-        st = sampler.step(k_step, st, take(data, _top_k(k_batch, alive, batch_size)), n, lr, decay)
+        st = sampler.step(k_step, st, take(data, draw_unchecked(k_batch, alive, batch_size)), n, lr, decay)
         return st, (st.position if record else None, lr * decay)
 
     state, (positions, sizes) = scan_steps(body, state, jax.random.split(key, num_steps), progress=progress,

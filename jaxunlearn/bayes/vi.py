@@ -13,7 +13,7 @@ Fashion-MNIST BNN (10000 steps, batch 128): pass ``optax.sgd(lr / N)`` (with an
 
 Each step is the library's optax step (:func:`jaxunlearn.train.loop.make_step`)
 and the loop is :func:`jaxunlearn.train.loop.scan_steps`; minibatches are drawn
-from the alive points of ``data`` (:mod:`jaxunlearn.bayes.minibatch`).
+from the alive points of ``data`` (:mod:`jaxunlearn.data.minibatch`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import optax
 
 from jaxunlearn._validation import check_finite, check_key, check_positive_int, num_examples
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.bayes.minibatch import _check_batch_size, _top_k, all_alive, check_alive_count, take
+from jaxunlearn.data.minibatch import all_alive, check_alive_count, check_batch_size, draw_unchecked, take
 from jaxunlearn.train.loop import TrainState, init_train_state, make_step, scan_steps, with_key
 
 __all__ = ["VIResult", "fit_vi"]
@@ -84,7 +84,7 @@ def fit_vi(
     alive = all_alive(data) if alive is None else jnp.asarray(alive)
     if alive.shape != (size,) or alive.dtype != jnp.bool_:
         raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
-    batch_size = _check_batch_size(alive, batch_size)
+    batch_size = check_batch_size(alive, batch_size)
     check_alive_count(alive, batch_size)
     n = jnp.sum(alive)
     step = make_step(with_key(lambda p, batch, k: energy.energy(p, batch, n, k)), optimizer)
@@ -95,7 +95,7 @@ def fit_vi(
 
     def body(st, k):
         k_batch, k_noise = jax.random.split(k)
-        return step(st, take(data, _top_k(k_batch, alive, batch_size)), k_noise)
+        return step(st, take(data, draw_unchecked(k_batch, alive, batch_size)), k_noise)
 
     state, losses = scan_steps(body, state, jax.random.split(key, num_steps), progress=progress,
                                desc="Bayes by Backprop")

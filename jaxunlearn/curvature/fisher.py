@@ -32,7 +32,7 @@ from typing import Any, Callable
 import jax
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_finite, num_examples
+from jaxunlearn._validation import check_finite, check_positive_int, num_examples
 from jaxunlearn.curvature.chunks import chunked_sum, num_chunks
 from jaxunlearn.curvature.layerwise import LayerwiseLoss
 from jaxunlearn.curvature.per_example import squared_grad_sum
@@ -80,9 +80,13 @@ def fisher_diagonal(
         losses over the batch, or a ``LayerwiseLoss`` for the fast path.
       data: pytree of arrays with a leading example axis (``(x, y)`` for a classifier).
       estimator: ``"empirical"``, ``"batch_squared"`` or ``"true"`` (module doc).
-      batch_size: the batch of ``"batch_squared"``; the chunk of the per-example estimators.
+      batch_size: the batch of ``"batch_squared"``; the chunk of the per-example estimators
+        (a positive integer, else ``ValueError``).
       key, sample_fn: required by ``"true"``: targets are drawn with
         ``sample_fn(params, chunk, fold_in(key, chunk_index))``.
+
+    Returns:
+      ``diag F`` of the chosen estimator, a pytree like ``params``.
 
     A pure, traceable function (a ``jax.lax.scan`` over chunks): jit it, or the function that
     calls it, once (``jax.jit(lambda p, d: fisher_diagonal(loss_fn, p, d))``); it is never
@@ -91,6 +95,7 @@ def fisher_diagonal(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
     num_examples(data)
+    check_positive_int(batch_size, "batch_size")
     check_finite(params)
     if estimator == "true" and (key is None or sample_fn is None):
         raise ValueError(

@@ -22,22 +22,39 @@ Nothing here is jitted on its own: :func:`lissa` is a pure, traceable
 function, so jit the computation that calls it (``jaxunlearn.jit`` keeps the
 class of :class:`LissaDivergenceError` under ``jit``).
 
-Divergence check: for a convergent recursion every eigen-component of
-``h_t`` is a partial sum of a geometric series with ratio of magnitude at most
-one, so ``||h_T|| <= (T + 1) ||v||``. A recursion whose norm exceeds twice
-that bound, or turns non-finite, raises :class:`LissaDivergenceError` with the
-curvature it met and a scale (or damping) that would work.
+Divergence check. The increments ``Delta_t = h_t - h_{t-1} = v - d h_{t-1} - s H_{b_t} h_{t-1}``
+(with ``h_{-1} = 0``, so ``Delta_0 = v``) obey ``Delta_t = (I - d - s H) Delta_{t-1}`` for a
+fixed ``H``: a power iteration of the symmetric matrix ``I - d - s H``. While every
+eigenvalue of that matrix lies in [-1, 1] their norms never grow; a single
+eigenvalue outside makes them grow geometrically, however slowly. With
+
+    early = mean ||Delta_t|| over the first quarter of the steps,
+    late  = mean ||Delta_t|| over the last quarter,
+
+a recursion with ``late > GROWTH_LIMIT * early`` (or a non-finite ``h_t``)
+raises :class:`LissaDivergenceError`. The margin ``GROWTH_LIMIT`` leaves room
+for minibatch noise, which keeps the increments of a convergent stochastic
+recursion from shrinking to zero. The message reports the last finite ``||h||``
+and the curvature met along the last finite increments,
+
+    lambda = (1 - d - sum_t <Delta_{t-1}, Delta_t> / sum_t ||Delta_{t-1}||^2) / s,
+
+the Rayleigh quotient of ``H`` along them (exact for a fixed ``H``), with the
+scale (or damping) that would converge. Non-finite ``params`` or ``v`` raise
+``FloatingPointError`` naming them before the recursion runs.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_key, check_same_structure, is_concrete, raise_if
+from jaxunlearn._validation import check_finite, check_key, check_same_structure, is_concrete, raise_if
 from jaxunlearn.curvature.eigen import top_eigenvalue
 from jaxunlearn.curvature.products import LossFn, hvp
 
@@ -46,39 +63,105 @@ class LissaDivergenceError(FloatingPointError):
     """The Neumann recursion diverged; the message says which scale or damping would converge."""
 
 
+GROWTH_LIMIT = 1.5
+"""Largest accepted ratio of the mean increment norm over the last quarter of the steps to the first (module doc)."""
+
+
 class LissaResult(NamedTuple):
     """Result of :func:`lissa`.
 
     ``ihvp``: ``s * h_T``, averaged over repeats, a pytree like ``v``;
     ``scale``: the ``s`` used; ``norms``: ``||h_t||`` for every step,
     shape ``[num_repeats, depth]``; ``curvature``: the Rayleigh quotient
-    ``<h, H_b h> / <h, h>`` met at each step, same shape.
+    ``<h, H_b h> / <h, h>`` met at each step, same shape; ``increments``:
+    ``||h_t - h_{t-1}||``, same shape (module doc).
     """
 
     ihvp: Any
     scale: jax.Array
     norms: jax.Array
     curvature: jax.Array
+    increments: jax.Array
 
 
-def _divergence_error(scale, damping, last_norm, bound, curvature):
-    scale, damping, curvature = float(scale), float(damping), float(curvature)
-    if curvature > 0:
+class _Trace(NamedTuple):
+    """Per-step records of the recursions, each ``[num_repeats, depth]``: ``||h_t||``, ``||Delta_t||``,
+    ``<Delta_{t-1}, Delta_t>`` and ``<h_{t-1}, H_b h_{t-1}> / ||h_{t-1}||^2``."""
+
+    norms: jax.Array
+    increments: jax.Array
+    products: jax.Array
+    curvature: jax.Array
+
+
+def _divergence_error(scale, damping, growth, last_norm, curvature):
+    scale, damping, growth, curvature = float(scale), float(damping), float(growth), float(curvature)
+    if np.isfinite(growth):
+        what = (f"the increments ||h_t - h_(t-1)|| grew {growth:.3g}-fold from the first to the last quarter of "
+                f"the steps, where a convergent recursion shrinks them (||h|| reached {float(last_norm):.4g})")
+    else:
+        what = f"the recursion overflowed: ||h|| reached {float(last_norm):.4g} before turning inf or NaN"
+    if not np.isfinite(curvature):
+        advice = ("its first step already overflowed: check that loss_fn and its Hessian-vector products are finite "
+                  "at params on these batches, and lower the scale")
+    elif curvature > 0:
         advice = (
-            f"the recursion met curvature lambda ~ {curvature:.4g}, so the scale must stay below "
-            f"(2 - damping) / lambda = {(2 - damping) / curvature:.4g}; try scale={1.0 / curvature:.4g} "
-            "or scale=None to estimate it by power iteration"
+            f"along its last finite increments the recursion met curvature lambda ~ {curvature:.4g}, so the scale "
+            f"must stay below (2 - damping) / lambda = {(2 - damping) / curvature:.4g}; try "
+            f"scale={1.0 / curvature:.4g} or scale=None to estimate it by power iteration"
         )
     else:
         advice = (
-            f"the recursion met negative curvature ({curvature:.4g}): the loss is not convex here. "
-            f"Add damping of at least {scale * -curvature:.4g} (the result then approximates "
+            f"along its last finite increments the recursion met negative curvature ({curvature:.4g}): the loss is "
+            f"not convex here. Add damping of at least {scale * -curvature:.4g} (the result then approximates "
             "(H + damping/scale I)^-1 v), or use a Gauss-Newton product (curvature.ggn_vp) instead"
         )
-    return LissaDivergenceError(
-        f"LiSSA diverged with scale={scale:.4g}, damping={damping:.4g}: ||h|| reached {float(last_norm):.4g}, "
-        f"above the bound {float(bound):.4g} that a convergent recursion respects; {advice}."
-    )
+    return LissaDivergenceError(f"LiSSA diverged with scale={scale:.4g}, damping={damping:.4g}: {what}; {advice}.")
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """True when no floating-point leaf of ``tree`` holds NaN or inf."""
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+             if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return functools.reduce(jnp.logical_and, flags, jnp.asarray(True))
+
+
+def _v_not_finite_error():
+    return FloatingPointError("v holds non-finite values (NaN or inf): LiSSA multiplies a finite vector by the "
+                              "inverse Hessian; check the gradient that produced v.")
+
+
+def _last_true(mask: jax.Array) -> jax.Array:
+    """Index of the last true entry of the 1-D ``mask``, ``-1`` when there is none."""
+    return jnp.max(jnp.where(mask, jnp.arange(mask.shape[0]), -1))
+
+
+def _check_convergence(trace: _Trace, params: Any, v: Any, scale: jax.Array, damping: jax.Array) -> None:
+    """Raise :class:`LissaDivergenceError` (staged with ``raise_if``) when a recursion diverged (module doc).
+
+    Skipped when ``params`` or ``v`` are not finite: their own check reports that.
+    """
+    depth = trace.norms.shape[1]
+    quarter = max(1, depth // 4)
+    finite = jnp.all(jnp.isfinite(trace.norms) & jnp.isfinite(trace.increments) & jnp.isfinite(trace.products), 1)
+    early = jnp.mean(trace.increments[:, :quarter], axis=1)
+    late = jnp.mean(trace.increments[:, -quarter:], axis=1)
+    diverged = ~finite | (late > GROWTH_LIMIT * early)
+    growth = jnp.where(finite, late / jnp.maximum(early, jnp.finfo(early.dtype).tiny), jnp.inf)
+    worst = jnp.argmax(growth)
+
+    v_norm = otu.tree_norm(v)
+    norms = trace.norms[worst]
+    last_norm = jnp.where(_last_true(jnp.isfinite(norms)) >= 0, norms[_last_true(jnp.isfinite(norms))], v_norm)
+    previous_sq = jnp.concatenate([v_norm[None], trace.increments[worst, :-1]]) ** 2
+    products = trace.products[worst]
+    usable = jnp.isfinite(products) & jnp.isfinite(previous_sq)
+    steps = jnp.arange(depth)
+    window = usable & (steps <= _last_true(usable)) & (steps > _last_true(usable) - quarter)
+    quotient = jnp.sum(jnp.where(window, products, 0.0)) / jnp.sum(jnp.where(window, previous_sq, 0.0))
+    curvature = (1.0 - damping - quotient) / scale
+
+    raise_if(_all_finite((params, v)) & jnp.any(diverged), _divergence_error, scale, damping, growth[worst], last_norm, curvature)
 
 
 def _select(data: Any, batch: Any) -> Any:
@@ -105,20 +188,23 @@ def estimate_scale(
 
 
 def _neumann(loss_fn, params, v, stacked, data, scale, damping):
-    """The recursion, vmapped over repeats; returns ``(mean_r s h_T, norms, curvature)``."""
+    """The recursion, vmapped over repeats; returns ``(mean_r s h_T, Trace)`` with per-step records."""
 
     def one_recursion(batch_seq):
-        def step(h, batch):
+        def step(carry, batch):
+            h, previous = carry
             hh = hvp(loss_fn, params, h, _select(data, batch))
-            h_new = jax.tree.map(lambda vv, hp, hv: vv + (1.0 - damping) * hp - scale * hv, v, h, hh)
+            increment = jax.tree.map(lambda vv, hp, hv: vv - damping * hp - scale * hv, v, h, hh)
+            h_new = otu.tree_add(h, increment)
             curvature = otu.tree_vdot(h, hh) / (otu.tree_vdot(h, h) + 1e-30)
-            return h_new, (otu.tree_norm(h_new), curvature)
+            record = (otu.tree_norm(h_new), otu.tree_norm(increment), otu.tree_vdot(previous, increment), curvature)
+            return (h_new, increment), record
 
-        h, (norms, curvature) = jax.lax.scan(step, v, batch_seq)
-        return h, norms, curvature
+        (h, _), records = jax.lax.scan(step, (v, otu.tree_zeros_like(v)), batch_seq)
+        return h, records
 
-    h, norms, curvature = jax.vmap(one_recursion)(stacked)
-    return jax.tree.map(lambda x: scale * jnp.mean(x, axis=0), h), norms, curvature
+    h, records = jax.vmap(one_recursion)(stacked)
+    return jax.tree.map(lambda x: scale * jnp.mean(x, axis=0), h), _Trace(*records)
 
 
 def lissa(
@@ -151,8 +237,9 @@ def lissa(
       num_repeats: independent recursions, run in parallel with ``jax.vmap``
         and averaged.
       key: PRNG key of the power iteration; required with ``scale=None``, unused otherwise.
-      check: raise :class:`LissaDivergenceError` when the recursion diverges
-        (staged with :func:`jaxunlearn._validation.raise_if`, so also under ``jit``).
+      check: run the value checks (staged with :func:`jaxunlearn._validation.raise_if`, so also under
+        ``jit``): ``FloatingPointError`` when ``params`` or ``v`` hold NaN or inf,
+        :class:`LissaDivergenceError` when the recursion diverges (module doc).
 
     Returns:
       :class:`LissaResult`.
@@ -179,11 +266,10 @@ def lissa(
     scale = jnp.asarray(scale, dtype=jnp.result_type(*jax.tree.leaves(v)))
 
     damping = jnp.asarray(damping, scale.dtype)
-    ihvp, norms, curvature = _neumann(loss_fn, params, v, stacked, data, scale, damping)
     if check:
-        bound = 2.0 * (depth + 1) * otu.tree_norm(v)
-        last = jnp.max(norms[:, -1])
-        worst = jnp.argmax(norms[:, -1])
-        diverged = ~jnp.all(jnp.isfinite(norms)) | (last > bound)
-        raise_if(diverged, _divergence_error, scale, damping, last, bound, curvature[worst, -1])
-    return LissaResult(ihvp, scale, norms, curvature)
+        check_finite(params, "params")
+        raise_if(~_all_finite(v), _v_not_finite_error)
+    ihvp, trace = _neumann(loss_fn, params, v, stacked, data, scale, damping)
+    if check:
+        _check_convergence(trace, params, v, scale, damping)
+    return LissaResult(ihvp, scale, trace.norms, trace.curvature, trace.increments)

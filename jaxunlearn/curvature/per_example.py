@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-from jaxunlearn._validation import num_examples
+from jaxunlearn._validation import check_positive_int, num_examples
 from jaxunlearn.curvature.products import LossFn
 
 
@@ -21,7 +21,18 @@ def _as_batch_of_one(example: Any) -> Any:
 
 
 def per_example_grads(loss_fn: LossFn, params: Any, batch: Any, *, chunk_size: int | None = None) -> Any:
-    """Stack of per-example gradients: a pytree like ``params`` with a leading axis of size ``N``."""
+    """Stack of per-example gradients ``g_i`` (module doc).
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      params: where the gradients are taken.
+      batch: pytree of arrays with a leading example axis of size ``N``.
+      chunk_size: ``None`` vectorises over all ``N`` examples at once; a positive
+        integer computes that many at a time (raises ``ValueError`` otherwise).
+
+    Returns:
+      A pytree like ``params`` with a leading axis of size ``N``.
+    """
     num_examples(batch, "batch")
 
     def one(example):
@@ -29,7 +40,7 @@ def per_example_grads(loss_fn: LossFn, params: Any, batch: Any, *, chunk_size: i
 
     if chunk_size is None:
         return jax.vmap(one)(batch)
-    return jax.lax.map(one, batch, batch_size=chunk_size)
+    return jax.lax.map(one, batch, batch_size=check_positive_int(chunk_size, "chunk_size"))
 
 
 def squared_grad_sum(loss_fn: LossFn, params: Any, batch: Any) -> Any:

@@ -13,8 +13,10 @@ int32 ``y``); batches go to the device as jax arrays.
 * Forget scenarios -> :class:`ForgetSplit`: :func:`full_class_split`,
   :func:`sub_class_split`, :func:`random_split`, :func:`class_subset_split`,
   :func:`indices_split`, :func:`gmm2d_split`, or :func:`make_forget_split` by name.
-* Batching: :func:`iterate_batches`, :func:`sequential_batches`,
+* Batching of host data: :func:`iterate_batches`, :func:`sequential_batches`,
   :func:`epoch_batches`, :func:`stack_batches` (index stacks for ``lax.scan``).
+* Random minibatches on the device of the examples still alive (never a
+  forgotten one): :func:`draw_indices`, :func:`draw_batches` (:mod:`.minibatch`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from jaxunlearn.data.cifar import (
 from jaxunlearn.data.dataset import Dataset, check_class, check_labels, from_arrays
 from jaxunlearn.data.digits import load_digits
 from jaxunlearn.data.gmm import GMMData, gmm2d_covariances, gmm2d_removal_indices, make_gmm2d
+from jaxunlearn.data.minibatch import draw_batches, draw_indices
 from jaxunlearn.data.splits import (
     SCENARIOS, ForgetSplit, class_sorted_order, class_subset_split, full_class_split, gmm2d_split, indices_split,
     make_forget_split, random_split, random_split_sizes, ssd_full_train_order, sub_class_split,
@@ -64,7 +67,7 @@ def load_dataset(name: str, **kwargs: Any) -> tuple[Dataset, Dataset]:
 __all__ = [
     "CIFAR100_CLASS_IDS", "CIFAR20_CLASS_IDS", "CIFAR20_COARSE_MAP", "CIFAR_MEAN", "CIFAR_STD", "CLASS_IDS", "DATASETS",
     "Dataset", "DatasetNotAvailableError", "FINE_TO_COARSE", "ForgetSplit", "GMMData", "SCENARIOS", "as_arrays",
-    "check_class", "check_labels", "class_sorted_order", "class_subset_split", "coarse_labels", "epoch_batches",
+    "check_class", "check_labels", "class_sorted_order", "draw_batches", "draw_indices", "class_subset_split", "coarse_labels", "epoch_batches",
     "epoch_order", "from_arrays", "full_class_split", "gather", "gmm2d_covariances", "gmm2d_removal_indices",
     "gmm2d_split", "host_rng", "indices_split", "iterate_batches", "load_cifar10", "load_cifar100", "load_cifar20",
     "load_dataset", "load_digits", "load_fashion_mnist", "load_mnist", "load_tfds", "make_forget_split",

@@ -11,7 +11,9 @@
   batch shape, so a jitted step compiles once).
 * :func:`stack_batches` draws ``[num_batches, batch_size]`` index arrays with
   ``jax.random`` (jittable) for ``jax.lax.scan`` consumers such as
-  :func:`jaxunlearn.curvature.lissa`, which take index batches plus ``data=``.
+  :func:`jaxunlearn.curvature.lissa`, which take index batches plus ``data=``;
+  its random draws are those of :mod:`jaxunlearn.data.minibatch` (device-side
+  minibatches of the examples still alive, used by the methods).
 
 ``data`` is a :class:`~jaxunlearn.data.dataset.Dataset` (its ``(x, y)``
 arrays are used) or any pytree of arrays with a shared leading example axis.
@@ -30,6 +32,7 @@ import numpy as np
 
 from jaxunlearn import _validation
 from jaxunlearn.data.dataset import Dataset, _as_index_array
+from jaxunlearn.data.minibatch import draw_unchecked
 
 FINAL_MODES = ("keep", "drop", "pad")
 STACK_MODES = ("epochs", "independent", "replacement")
@@ -280,11 +283,10 @@ def _stack(key, cand, *, n, batch_size, num_batches, mode, num_repeats):
             epochs = -(-num_batches // per)
             perms = jax.vmap(lambda kk: jax.random.permutation(kk, n))(jax.random.split(k, epochs))
             b = perms[:, : per * batch_size].reshape(epochs * per, batch_size)[:num_batches]
-        elif mode == "independent":
-            b = jax.vmap(lambda kk: jax.random.choice(kk, n, (batch_size,), replace=False))(
-                jax.random.split(k, num_batches))
-        else:
-            b = jax.random.randint(k, (num_batches, batch_size), 0, n)
+        else:  # the library's one random-minibatch draw, over all n candidates
+            everyone = jnp.ones((n,), bool)
+            b = jax.lax.map(lambda kk: draw_unchecked(kk, everyone, batch_size, replace=mode == "replacement"),
+                            jax.random.split(k, num_batches))
         b = b.astype(jnp.int32)
         return b if cand is None else cand[b]
 

@@ -7,8 +7,15 @@ TensorFlow needed). The loaders never reach the network unless asked:
   not prepared under ``data_dir`` raises :class:`DatasetNotAvailableError` at
   once with the way to supply it (an offline download would retry for minutes
   before failing);
-* ``download=True`` calls ``download_and_prepare`` (ArrayRecord format), and a
-  failure there is re-raised as :class:`DatasetNotAvailableError` too.
+* ``download=True`` first probes the download host (:data:`DOWNLOAD_HOSTS`,
+  or the proxy of ``https_proxy``/``http_proxy``) with one TCP connect of a
+  few seconds (:func:`jaxunlearn.io.can_connect`); an unreachable host raises
+  :class:`DatasetNotAvailableError` at once instead of tfds retrying for
+  minutes. Then ``download_and_prepare`` runs (ArrayRecord format), and a
+  failure there is re-raised as :class:`DatasetNotAvailableError` too. Either
+  way the folders the attempt created under ``data_dir`` are removed again. A
+  replaced ``download_and_prepare`` (``tfds.testing.mock_data``, a test
+  double) is called without the probe.
 
 Normalisations of the originals (``normalization=``, see
 :func:`jaxunlearn.data.transforms.normalize`):
@@ -35,6 +42,9 @@ Tests run these loaders under ``tfds.testing.mock_data`` (pass
 from __future__ import annotations
 
 import os
+import shutil
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -50,6 +60,28 @@ TFDS_DATASETS: dict[str, tuple[int, tuple[int, int, int]]] = {
     "cifar10": (10, (32, 32, 3)),
     "cifar100": (100, (32, 32, 3)),
 }
+
+#: tfds name -> (train size, test size), as tfds prepares them.
+SPLIT_SIZES: dict[str, tuple[int, int]] = {
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+    "cifar100": (50000, 10000),
+}
+
+#: tfds name -> examples of its largest class in the train split (an upper bound for every class).
+MAX_CLASS_COUNT: dict[str, int] = {"mnist": 6742, "fashion_mnist": 6000, "cifar10": 5000, "cifar100": 500}
+
+#: tfds name -> (host, port) its tfds builder downloads from (probed before a download).
+DOWNLOAD_HOSTS: dict[str, tuple[str, int]] = {
+    "mnist": ("storage.googleapis.com", 443),
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+    "cifar10": ("www.cs.toronto.edu", 443),
+    "cifar100": ("www.cs.toronto.edu", 443),
+}
+
+#: Seconds the connectivity probe waits before calling the download host unreachable.
+PROBE_TIMEOUT = 3.0
 
 #: preset -> (normalization, image_size) for the grey datasets and for CIFAR.
 MNIST_PRESETS = {"lenet": ("center", 32), "vae": ("unit", None), "center": ("center", None)}
@@ -71,6 +103,61 @@ def _howto(name: str, data_dir: str) -> str:
     )
 
 
+def _probe_target(name: str) -> tuple[str, int, str]:
+    """``(host, port, what)`` to probe before downloading ``name``: the configured proxy, else the download host."""
+    host, port = DOWNLOAD_HOSTS[name]
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get("https" if port == 443 else "http")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parsed.hostname:
+            return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), f"proxy {proxy}"
+    return host, port, "download host"
+
+
+def probe_download(name: str) -> None:
+    """Raise :class:`DatasetNotAvailableError` unless the host that serves ``name`` answers a TCP connect.
+
+    Args:
+      name: a key of :data:`DOWNLOAD_HOSTS`.
+
+    Raises:
+      DatasetNotAvailableError: the host (or the configured proxy) did not accept a connection within
+        :data:`PROBE_TIMEOUT` seconds.
+    """
+    from jaxunlearn.io import can_connect
+
+    host, port, what = _probe_target(name)
+    if not can_connect(host, port, timeout=PROBE_TIMEOUT):
+        raise DatasetNotAvailableError(
+            f"the {what} {host}:{port} of tfds dataset {name!r} did not answer within {PROBE_TIMEOUT:g} s "
+            f"(no network?)"
+        )
+
+
+def _is_real_download(builder: Any) -> bool:
+    """False when ``download_and_prepare`` is replaced (``tfds.testing.mock_data`` or a test double)."""
+    fn = getattr(type(builder), "download_and_prepare", None)
+    return getattr(fn, "__module__", "").startswith("tensorflow_datasets.core")
+
+
+def _new_folders(root: str, name: str) -> list[str]:
+    """The folders a download of ``name`` into ``root`` would create that do not exist yet.
+
+    The topmost missing ancestor of ``root`` (``root`` included) when there is
+    one (everything goes inside it), else ``root/name`` and ``root/downloads``
+    where missing.
+    """
+    top, probe = None, root
+    while not os.path.exists(probe):
+        top, probe = probe, os.path.dirname(probe)
+        if probe == os.path.dirname(probe):
+            break
+    if top is not None:
+        return [top]
+    return [p for p in (os.path.join(root, name), os.path.join(root, "downloads")) if not os.path.exists(p)]
+
+
 def open_source(name: str, split: str, *, data_dir: str | os.PathLike | None = None, download: bool = False) -> Any:
     """The tfds random-access data source of ``name``/``split`` (a sequence of example dicts).
 
@@ -82,19 +169,30 @@ def open_source(name: str, split: str, *, data_dir: str | os.PathLike | None = N
         raise ValueError(f"unknown tfds dataset {name!r}; choose one of {sorted(TFDS_DATASETS)}.")
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=None if data_dir is None else os.fspath(data_dir),
-                           file_format="array_record")
+    given = None if data_dir is None else os.path.abspath(os.fspath(data_dir))
+    builder = tfds.builder(name, data_dir=given, file_format="array_record")
     where = str(builder.data_dir)
-    root = os.fspath(data_dir) if data_dir is not None else os.path.dirname(os.path.dirname(where))
+    root = given if given is not None else os.path.dirname(os.path.dirname(where))
     if not builder.is_prepared():
         if not download:
             raise DatasetNotAvailableError(
                 f"tfds dataset {name!r} is not prepared under {where} (data_dir={root}) and download=False, "
                 f"so it cannot be loaded offline. {_howto(name, root)}"
             )
+        made = _new_folders(root, name)
         try:
+            if _is_real_download(builder):
+                probe_download(name)
             builder.download_and_prepare()
         except Exception as err:  # network failures come in many types
+            for folder in made:  # what the failed attempt left behind
+                if os.path.isdir(folder):
+                    shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(err, DatasetNotAvailableError):
+                raise DatasetNotAvailableError(
+                    f"tfds dataset {name!r} is not prepared under {where} (data_dir={root}) and cannot be "
+                    f"downloaded: {err}. {_howto(name, root)}"
+                ) from None
             raise DatasetNotAvailableError(
                 f"tfds dataset {name!r} is not prepared under {where} and downloading it failed "
                 f"({type(err).__name__}: {err}). {_howto(name, root)}"

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from jaxunlearn import metrics, models
+from jaxunlearn._validation import check_number, check_positive_int
 from jaxunlearn.data import Dataset, load_dataset
 from jaxunlearn.experiments.registry import ALL_METHODS, MethodContext, build_method, resolve_methods
 from jaxunlearn.experiments.scenario import parse_scenario
@@ -52,6 +53,20 @@ class ForgettingConfig:
     data_dir: str | None = None
     download: bool = False
     warm_timing: bool = True
+
+    def __post_init__(self):
+        """Reject a configuration that would train nothing or train wrongly, before any work."""
+        seeds = tuple(self.seeds)
+        if not seeds:
+            raise ValueError("seeds is empty: give at least one seed (e.g. seeds=(0,)).")
+        for seed in seeds:
+            check_positive_int(seed, "each seed", allow_zero=True)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds lists a seed twice ({seeds}); the spread over seeds would be understated.")
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_number(self.learning_rate, "learning_rate", low=0.0, low_inclusive=False)
+        resolve_methods(self.methods)
 
     @property
     def model_name(self) -> str:

@@ -1,12 +1,28 @@
-"""Results a person can read: a console table, JSON and CSV files, and a PNG comparing the methods."""
+"""Results a person can read: a console table, JSON and CSV files, and a PNG comparing the methods.
+
+:func:`write_results` writes one run's files as a whole folder
+(:func:`jaxunlearn.io.write_folder_atomically`): a reader of the folder sees the
+previous run or this one, never a mix, and ``manifest.json`` (written last)
+lets it check that with :func:`jaxunlearn.io.verify_folder`.
+"""
 
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from jaxunlearn.io import atomic_write_csv, atomic_write_json, save_figure
+from jaxunlearn.io import (
+    csv_bytes,
+    figure_bytes,
+    json_bytes,
+    new_run_id,
+    save_figure,
+    write_folder_atomically,
+)
+
+#: The files :func:`write_results` writes into a result folder (plus ``manifest.json``).
+RESULT_FILES = ("results.json", "summary.csv", "comparison.png")
 
 #: (column, header, format) of the console table, in order.
 TABLE_COLUMNS = (
@@ -46,19 +62,37 @@ def format_table(summaries: Sequence[dict[str, Any]], columns=TABLE_COLUMNS) -> 
     return "\n".join(lines)
 
 
-def write_results(out_dir: str, config: dict[str, Any], rows: list[dict], summaries: list[dict]) -> list[str]:
-    """``results.json`` (config, per-seed rows, summary), ``summary.csv`` and ``comparison.png``, atomically."""
-    paths = [
-        atomic_write_json(os.path.join(out_dir, "results.json"),
-                          {"config": config, "rows": rows, "summary": summaries}),
-        atomic_write_csv(os.path.join(out_dir, "summary.csv"), summaries),
-        plot_comparison(summaries, os.path.join(out_dir, "comparison.png"), title=config.get("title", "")),
-    ]
-    return paths
+def write_results(out_dir: str, config: dict[str, Any], rows: list[dict], summaries: list[dict], *,
+                  run_id: str | None = None) -> list[str]:
+    """Replace the folder ``out_dir`` by this run's files, as a whole.
+
+    The folder holds ``results.json`` (``run_id``, config, per-seed rows,
+    summary; strict JSON with ``null`` for NaN/inf), ``summary.csv``,
+    ``comparison.png`` and ``manifest.json`` (written last: run id, sizes and
+    sha256 of the others). All are rendered in memory first, then written by
+    :func:`jaxunlearn.io.write_folder_atomically`.
+
+    Args:
+      out_dir: the result folder of this comparison (replaced entirely).
+      config: the run's settings (``title`` is used for the plot).
+      rows: per-seed result rows.
+      summaries: per-method summaries (see ``jaxunlearn.experiments.summarise``).
+      run_id: the run id to record (default: :func:`jaxunlearn.io.new_run_id`).
+
+    Returns:
+      The paths of the written files, manifest last.
+    """
+    run_id = run_id or new_run_id()
+    files = {  # the names of RESULT_FILES
+        "results.json": json_bytes({"run_id": run_id, "config": config, "rows": rows, "summary": summaries}),
+        "summary.csv": csv_bytes(summaries),
+        "comparison.png": render_comparison(summaries, title=config.get("title", "")),
+    }
+    return write_folder_atomically(out_dir, files, run_id=run_id)
 
 
-def plot_comparison(summaries: Sequence[dict[str, Any]], path: str, title: str = "") -> str:
-    """Four panels: forget vs retain accuracy, MIA, distance to the retrained model, and time."""
+def _comparison_figure(summaries: Sequence[dict[str, Any]], title: str = ""):
+    """The figure of :func:`plot_comparison` and the pyplot module (the caller closes the figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,6 +125,30 @@ def plot_comparison(summaries: Sequence[dict[str, Any]], path: str, title: str =
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig, plt
+
+
+def render_comparison(summaries: Sequence[dict[str, Any]], title: str = "") -> bytes:
+    """The PNG bytes of :func:`plot_comparison`'s figure (nothing written)."""
+    fig, plt = _comparison_figure(summaries, title)
+    try:
+        return figure_bytes(fig, "png")
+    finally:
+        plt.close(fig)
+
+
+def plot_comparison(summaries: Sequence[dict[str, Any]], path: str, title: str = "") -> str:
+    """Four panels: forget vs retain accuracy, MIA, distance to the retrained model, and time.
+
+    Args:
+      summaries: per-method summaries (see ``jaxunlearn.experiments.summarise``).
+      path: the image file, written atomically (:func:`jaxunlearn.io.save_figure`).
+      title: the figure title.
+
+    Returns:
+      ``path``.
+    """
+    fig, plt = _comparison_figure(summaries, title)
     try:
         return save_figure(fig, path)
     finally:

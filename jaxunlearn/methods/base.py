@@ -63,8 +63,8 @@ from jaxunlearn._validation import (
 )
 
 __all__ = [
-    "DataState", "InitFn", "Request", "Unlearner", "UpdateFn", "as_train_data", "open_request", "public",
-    "unlearn",
+    "DataState", "InitFn", "Request", "Unlearner", "UpdateFn", "as_train_data", "init_data_state", "make_unlearner",
+    "open_request", "public", "unlearn",
 ]
 
 
@@ -192,6 +192,42 @@ def public(update: Callable) -> Callable:
             return update(params, *args, key=key, **kwargs)
 
     return checked
+
+
+def make_unlearner(
+    init: Callable[..., Any],
+    request_step: Callable[..., tuple[Any, Any, Any]],
+    state_type: type,
+    *,
+    check_state: Callable[[Any, Any], None] | None = None,
+) -> Unlearner:
+    """The one way a method becomes an :class:`Unlearner` on this contract.
+
+    Args:
+      init: ``init(params, data, *, key, **options) -> state``; decorated with :func:`public`.
+      request_step: ``request_step(params, request, state, key, **injected) -> (params, state, info)``,
+        the whole computation of one request (open it with :func:`open_request`); jitted here,
+        once per configured method (a second request of the same shapes compiles nothing).
+        ``injected`` are optional arrays that replace drawn randomness (noise, minibatch indices).
+      state_type: the method's state NamedTuple; ``update`` rejects anything else with ``TypeError``.
+      check_state: optional ``check_state(params, state)``, structural checks at trace time.
+
+    Returns:
+      ``Unlearner(init, update)``; ``update.core`` is the jitted ``request_step``.
+    """
+    core = jax.jit(request_step)
+
+    @public
+    def update(params: Any, request: Any, state: Any, *, key: jax.Array, **injected: Any):
+        if not isinstance(state, state_type):
+            raise TypeError(f"state must be the {state_type.__name__} returned by init; got {type(state).__name__}.")
+        if check_state is not None:
+            check_state(params, state)
+        return core(params, request, state, key, **injected)
+
+    update.core = core  # type: ignore[attr-defined]
+    update.__doc__ = request_step.__doc__
+    return Unlearner(public(init), update)
 
 
 def unlearn(unlearner: Unlearner, params: Any, data: Any, request: Any, *, key: jax.Array) -> Any:

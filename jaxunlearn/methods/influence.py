@@ -66,10 +66,10 @@ import jax.numpy as jnp
 import optax.tree_utils as otu
 
 from jaxunlearn._validation import check_fits_model, check_same_structure, raise_if
-from jaxunlearn.bayes.minibatch import draw_indices
+from jaxunlearn.data.minibatch import draw_indices
 from jaxunlearn.curvature import cg, chunked_sum, estimate_scale, lissa
 from jaxunlearn.curvature.products import LossFn
-from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, open_request, public
+from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, make_unlearner, open_request
 from jaxunlearn.train.loop import Weighted, weighted_mean
 
 SOLVERS = ("cg", "lissa")
@@ -214,6 +214,7 @@ def influence(
         return result.ihvp, jnp.full((), jnp.nan, jnp.result_type(result.scale))
 
     def request_step(params, request, state, key):
+        """One Newton removal of the examples ``request`` (indices into ``init``'s data); see :func:`influence`."""
         req = open_request(state.store, request)
         dtype = jnp.result_type(*jax.tree.leaves(params))
         retain = Weighted(state.store.data, req.retain.astype(dtype))
@@ -231,20 +232,10 @@ def influence(
         info = InfluenceInfo(residual, otu.tree_norm(step))
         return otu.tree_add(params, step), InfluenceState(state.store._replace(alive=req.retain)), info
 
-    core = jax.jit(request_step)  # compiled once per unlearner and request size
-
-    @public
     def init(params: Any, data: Any, *, key: jax.Array) -> InfluenceState:
         """Keep the training ``data`` with every example alive (deterministic: ``key`` is unused)."""
         store = init_data_state(data, "data", num_classes=num_classes)
         check_fits_model(loss_fn, params, store.data, "data")
         return InfluenceState(store)
 
-    @public
-    def update(params: Any, request: Any, state: InfluenceState, *, key: jax.Array):
-        """One Newton removal of the examples ``request`` (indices into ``init``'s data); see :func:`influence`."""
-        if not isinstance(state, InfluenceState):
-            raise TypeError(f"state must be the InfluenceState returned by init, got {type(state).__name__}.")
-        return core(params, request, state, key)
-
-    return Unlearner(init, update)
+    return make_unlearner(init, request_step, InfluenceState)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxunlearn._validation import check_fits_model
-from jaxunlearn.methods.base import DataState, Request, Unlearner, init_data_state, open_request, public
+from jaxunlearn.methods.base import DataState, Request, Unlearner, init_data_state, make_unlearner, open_request
 from jaxunlearn.train.loop import TrainLossFn, fit, init_train_state, params_only, weighted_mean
 
 __all__ = ["IterativeInfo", "IterativeState", "iterative_unlearner", "retain_training", "train_epochs"]
@@ -116,7 +116,6 @@ def iterative_unlearner(
     """
     prepare_jit = None if prepare is None else jax.jit(prepare)
 
-    @public
     def init(params: Any, data: Any, *, key: jax.Array) -> IterativeState:
         store = init_data_state(data, "data", num_classes=num_classes)
         if model_fn is not None:
@@ -124,18 +123,11 @@ def iterative_unlearner(
         extra = () if prepare_jit is None else prepare_jit(params, store.data, key)
         return IterativeState(store, extra)
 
-    def request(params, forget_idx, state, key):
+    def request_step(params, forget_idx, state, key):
+        """One request: train as the method does on the requested examples / the ones alive after it."""
         req = open_request(state.store, forget_idx)
         new_params, losses = run(params, req, state, key)
         new_state = IterativeState(state.store._replace(alive=req.retain), state.extra)
         return new_params, new_state, IterativeInfo(jnp.asarray(losses))
 
-    core = jax.jit(request)
-
-    @public
-    def update(params: Any, request: Any, state: IterativeState, *, key: jax.Array):
-        if not isinstance(state, IterativeState):
-            raise TypeError(f"state must be the IterativeState returned by init; got {type(state).__name__}.")
-        return core(params, request, state, key)
-
-    return Unlearner(init, update)
+    return make_unlearner(init, request_step, IterativeState)

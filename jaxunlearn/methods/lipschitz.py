@@ -76,7 +76,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxunlearn._validation import check_fits_model
-from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, open_request, public
+from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, make_unlearner, open_request
 from jaxunlearn.train.loop import fit, init_train_state, with_key
 
 PAPER_SETTINGS = {
@@ -263,7 +263,8 @@ def lipschitz(
         forward_key = jax.random.fold_in(key, 1) if train_mode else None
         return lipschitz_loss(forward, params, x, eps, sigma=sigma, key=forward_key, sample_batch=sample_batch)
 
-    def request_step(params, request, state, key, noise):
+    def request_step(params, request, state, key, noise=None):
+        """JiT on the examples ``request`` (indices into ``init``'s data); ``noise`` replaces the drawn noise."""
         req = open_request(state.store, request)
         x = _inputs(req.forget)
         if noise is not None and noise.shape != (num_samples,) + x.shape:
@@ -279,20 +280,10 @@ def lipschitz(
         info = LipschitzInfo(history["step_loss"].reshape(-1))
         return trained.params, LipschitzState(state.store._replace(alive=req.retain)), info
 
-    core = jax.jit(request_step)  # compiled once per unlearner, request size and noise/no noise
-
-    @public
     def init(params: Any, data: Any, *, key: jax.Array) -> LipschitzState:
         """Keep the training ``data`` (``x`` or ``(x, y, ...)``) to look the forget examples up."""
         store = init_data_state(data, "data", num_classes=num_classes)
         check_fits_model(lambda p, batch: forward(p, _inputs(batch), key), params, store.data, "data")
         return LipschitzState(store)
 
-    @public
-    def update(params: Any, request: Any, state: LipschitzState, *, key: jax.Array, noise: Any = None):
-        """JiT on the examples ``request`` (indices into ``init``'s data); see :func:`lipschitz`."""
-        if not isinstance(state, LipschitzState):
-            raise TypeError(f"state must be the LipschitzState returned by init, got {type(state).__name__}.")
-        return core(params, request, state, key, None if noise is None else jnp.asarray(noise))
-
-    return Unlearner(init, update)
+    return make_unlearner(init, request_step, LipschitzState)

@@ -67,7 +67,7 @@ import optax.tree_utils as otu
 from jaxunlearn import curvature
 from jaxunlearn._validation import check_fits_model, check_number, check_positive_int, check_same_structure, raise_if
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.bayes.minibatch import _check_batch_size, check_batches, draw_batches, take
+from jaxunlearn.data.minibatch import check_batch_size, check_batches, draw_batches, take
 from jaxunlearn.bayes.samplers import Sampler, SamplerState
 from jaxunlearn.methods import base
 from jaxunlearn.train.loop import scan_steps
@@ -217,14 +217,13 @@ def _config_number(value: Any, name: str) -> float:
 
 
 def _make_init(sampler: Sampler, batch_size: int, lr: float, decay: float):
-    @base.public
     def init(params: Any, data: Any, *, key: jax.Array, sampler_state: SamplerState | None = None
              ) -> MCMCForgettingState:
         """``data``: everything the chain conditions on; ``sampler_state``: the training chain's state
         (SGHMC velocity and step count), default a fresh ``sampler.init(params)``; ``key`` only serves
         the shape check of ``data`` (one sampler step, evaluated abstractly)."""
         store = base.init_data_state(data, "data")
-        _check_batch_size(store.alive, batch_size)
+        check_batch_size(store.alive, batch_size)
         check_fits_model(lambda p, b: sampler.step(key, sampler.init(p), b, 1, lr, decay), params, store.data, "data")
         if sampler_state is None:
             sampler_state = sampler.init(params)
@@ -288,7 +287,8 @@ def mcmc_forgetting(
     batch_size = check_positive_int(batch_size, "batch_size")
     shape = (1 + iter_T, samp_T, batch_size), (iter_T, samp_T, batch_size)
 
-    def request_fn(params, request, state, key, batches):
+    def request_fn(params, request, state, key, batches=None):
+        """One removal: sampler steps interleaved with the recursion, then ``theta + s h_T`` (module docstring)."""
         req = base.open_request(state.store, request)
         k_batches, k_noise = jax.random.split(key)
         if batches is None:
@@ -307,14 +307,7 @@ def mcmc_forgetting(
         new_state = MCMCForgettingState(result.sampler._replace(position=new_params), store, n_new, new_lr)
         return new_params, new_state, MCMCForgettingInfo(result.norms)
 
-    core = jax.jit(request_fn)
-
-    @base.public
-    def update(params: Any, request: Any, state: MCMCForgettingState, *, key: jax.Array,
-               batches: MCMCBatches | None = None) -> tuple[Any, MCMCForgettingState, MCMCForgettingInfo]:
-        return core(params, request, state, key, batches)
-
-    return base.Unlearner(_make_init(sampler, batch_size, lr, decay), update)
+    return base.make_unlearner(_make_init(sampler, batch_size, lr, decay), request_fn, MCMCForgettingState)
 
 
 def importance_sampling(
@@ -339,7 +332,8 @@ def importance_sampling(
     num_steps = check_positive_int(num_steps, "num_steps")
     batch_size = check_positive_int(batch_size, "batch_size")
 
-    def request_fn(params, request, state, key, batches):
+    def request_fn(params, request, state, key, batches=None):
+        """One removal: drop the points, rescale ``lr``, then ``num_steps`` sampler steps on the rest."""
         req = base.open_request(state.store, request)
         store, n_new, new_lr = _after_removal(state, req, rescale_step_size)
         k_batches, k_noise = jax.random.split(key)
@@ -358,11 +352,4 @@ def importance_sampling(
         st, drift = scan_steps(body, state.sampler._replace(position=params), (idx, keys))
         return st.position, MCMCForgettingState(st, store, n_new, new_lr), ImportanceSamplingInfo(drift)
 
-    core = jax.jit(request_fn)
-
-    @base.public
-    def update(params: Any, request: Any, state: MCMCForgettingState, *, key: jax.Array,
-               batches: Any = None) -> tuple[Any, MCMCForgettingState, ImportanceSamplingInfo]:
-        return core(params, request, state, key, batches)
-
-    return base.Unlearner(_make_init(sampler, batch_size, lr, decay), update)
+    return base.make_unlearner(_make_init(sampler, batch_size, lr, decay), request_fn, MCMCForgettingState)

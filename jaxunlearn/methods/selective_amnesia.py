@@ -300,6 +300,7 @@ def selective_amnesia(
     desc = f"selective amnesia ({variant})"
 
     def forget(params: Any, request: jax.Array, state: SAState, key: jax.Array) -> tuple[Any, SAState, SAInfo]:
+        """Forget the classes of the requested examples: ``num_steps`` steps of the module docstring's objective."""
         req = base.open_request(state.store, request)
         forgotten = state.forgotten.at[state.store.data[1][req.indices]].set(True)
         raise_if(jnp.all(forgotten), _every_class_error, forgotten.shape[0])
@@ -310,9 +311,6 @@ def selective_amnesia(
         store = state.store._replace(alive=req.retain)
         return params, SAState(store, state.params_star, state.fisher, forgotten), info
 
-    core = jax.jit(forget)
-
-    @base.public
     def init(params: Any, data: Any, *, key: jax.Array, fisher: Any = None) -> SAState:
         store = base.init_data_state(data, "data", num_classes=module.num_classes)
         if not (isinstance(store.data, (tuple, list)) and len(store.data) == 2
@@ -332,15 +330,10 @@ def selective_amnesia(
         params_star = jax.tree.map(jnp.asarray, params)
         return SAState(store, params_star, fisher, jnp.zeros((module.num_classes,), bool))
 
-    @base.public
-    def update(params: Any, request: Any, state: SAState, *, key: jax.Array) -> tuple[Any, SAState, SAInfo]:
-        if not isinstance(state, SAState):
-            raise TypeError(f"state must be the SAState returned by init, got {type(state).__name__}.")
+    def same_structure(params, state):
         check_same_structure(state.params_star, params, "state.params_star", "params")
-        return core(params, request, state, key)
 
-    update.core = core  # the compiled request computation (one compilation per request length)
-    return base.Unlearner(init, update)
+    return base.make_unlearner(init, forget, SAState, check_state=same_structure)
 
 
 def _make_step(module, opt, lmbda, gamma, batch_size, variant):

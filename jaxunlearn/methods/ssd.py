@@ -74,7 +74,7 @@ from jaxunlearn.curvature import chunked_sum, fisher_diagonal, per_example_grads
 from jaxunlearn.curvature.chunks import num_chunks
 from jaxunlearn.curvature.fisher import SampleFn
 from jaxunlearn.curvature.products import LossFn
-from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, open_request, public
+from jaxunlearn.methods.base import DataState, Unlearner, init_data_state, make_unlearner, open_request
 
 RULES = ("dampen", "prune", "binary")
 SQUARED_ESTIMATORS = ("batch_squared", "empirical", "true")
@@ -187,6 +187,7 @@ def _ssd_unlearner(
     importance = jax.jit(importance_fn)
 
     def request_step(params, request, state, key):
+        """Dampen ``params`` for the examples ``request`` (indices into ``init``'s data)."""
         req = open_request(state.store, request)
         forget = importance_fn(params, req.forget, key)
         new_params, mask = dampen(params, forget, state.full_importance, alpha=alpha, lambda_=lambda_, rule=rule)
@@ -195,24 +196,16 @@ def _ssd_unlearner(
         info = SSDInfo(selected, selected.astype(jnp.float32) / total, forget)
         return new_params, SSDState(state.store._replace(alive=req.retain), state.full_importance), info
 
-    core = jax.jit(request_step)  # compiled once per unlearner and request size
-
-    @public
     def init(params: Any, data: Any, *, key: jax.Array) -> SSDState:
         """``SSDState`` with ``I_D`` over all of ``data`` (the training data, in the order given)."""
         store = init_data_state(data, "data", num_classes=num_classes)
         check_fits_model(fit_loss, params, store.data, "data")
         return SSDState(store, importance(params, store.data, key))
 
-    @public
-    def update(params: Any, request: Any, state: SSDState, *, key: jax.Array) -> tuple[Any, SSDState, SSDInfo]:
-        """Dampen ``params`` for the examples ``request`` (indices into ``init``'s data)."""
-        if not isinstance(state, SSDState):
-            raise TypeError(f"state must be the SSDState returned by init, got {type(state).__name__}.")
+    def same_structure(params, state):
         check_same_structure(params, state.full_importance, "params", "state.full_importance")
-        return core(params, request, state, key)
 
-    return Unlearner(init, update)
+    return make_unlearner(init, request_step, SSDState, check_state=same_structure)
 
 
 def ssd(

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from jaxunlearn import curvature
 from jaxunlearn._validation import check_fits_model, check_number, check_positive_int
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.bayes.minibatch import _check_batch_size, check_batches, draw_batches, take
+from jaxunlearn.data.minibatch import check_batch_size, check_batches, draw_batches, take
 from jaxunlearn.methods import base
 
 __all__ = ["VIForgettingInfo", "VIForgettingState", "vi_forgetting", "vi_influence"]
@@ -142,14 +142,14 @@ def vi_forgetting(
     batch_size = check_positive_int(batch_size, "batch_size")
     bbp_T = check_positive_int(bbp_T, "bbp_T")
 
-    @base.public
     def init(params: Any, data: Any, *, key: jax.Array) -> VIForgettingState:
         store = base.init_data_state(data, "data")
-        _check_batch_size(store.alive, batch_size)
+        check_batch_size(store.alive, batch_size)
         check_fits_model(lambda p, b: energy.forget(p, b, key), params, store.data, "data")  # shapes only
         return VIForgettingState(store, jnp.asarray(store.alive.shape[0], jnp.int32))
 
-    def request_fn(params, request, state, key, batches):
+    def request_fn(params, request, state, key, batches=None):
+        """One removal: ``gamma <- gamma + s h_T`` (module docstring); ``batches`` injects the minibatch indices."""
         req = base.open_request(state.store, request)
         k_batches, k_noise = jax.random.split(key)
         if batches is None:
@@ -162,11 +162,4 @@ def vi_forgetting(
         new_state = VIForgettingState(state.store._replace(alive=req.retain), jnp.sum(req.retain).astype(jnp.int32))
         return new_params, new_state, VIForgettingInfo(result.norms[0])
 
-    core = jax.jit(request_fn)
-
-    @base.public
-    def update(params: Any, request: Any, state: VIForgettingState, *, key: jax.Array,
-               batches: Any = None) -> tuple[Any, VIForgettingState, VIForgettingInfo]:
-        return core(params, request, state, key, batches)
-
-    return base.Unlearner(init, update)
+    return base.make_unlearner(init, request_fn, VIForgettingState)

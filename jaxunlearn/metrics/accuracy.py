@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxunlearn._validation import num_examples
+from jaxunlearn._validation import check_classifier_data, num_examples
 from jaxunlearn.metrics._predict import LogitsFn, as_xy, check_batch_size, predict_logits
 
 REDUCTIONS = ("sample", "batch_mean")
@@ -43,15 +43,25 @@ def accuracy(
       batch_size: evaluation batch; it defines the batches of ``"batch_mean"``.
       reduction: ``"sample"`` or ``"batch_mean"``.
       percent: multiply by 100.
+
+    Returns:
+      The accuracy, a scalar array. Raises ``ValueError`` when ``x`` does not fit the model
+      or a label lies outside ``0..C-1`` (``C`` the width of the logits).
     """
+    return _accuracy(logits_fn, params, data, batch_size, reduction, percent, "data")
+
+
+def _accuracy(logits_fn, params, data, batch_size, reduction, percent, name):
+    """:func:`accuracy`, its errors naming the argument ``name``."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
     batch_size = check_batch_size(batch_size)
-    x, y = as_xy(data)
-    n = num_examples((x, y), "data")
+    x, y = as_xy(data, name)
+    n = num_examples((x, y), name)
     y = jnp.asarray(y)
     if y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
-        raise ValueError(f"data labels y must be a 1-D integer array [N], got shape {y.shape} and dtype {y.dtype}.")
+        raise ValueError(f"{name} labels y must be a 1-D integer array [N], got shape {y.shape} and dtype {y.dtype}.")
+    check_classifier_data(logits_fn, params, x, y, name)
     correct = jnp.argmax(predict_logits(logits_fn, params, x, batch_size=batch_size), axis=-1) == y
     if reduction == "sample":
         value = jnp.mean(correct)
@@ -88,7 +98,5 @@ def split_accuracies(
         if part is None or len(part.x if hasattr(part, "x") else part[0]) == 0:
             out[name] = math.nan
         else:
-            out[name] = float(
-                accuracy(logits_fn, params, part, batch_size=batch_size, reduction=reduction, percent=percent)
-            )
+            out[name] = float(_accuracy(logits_fn, params, part, batch_size, reduction, percent, f"split.{name}"))
     return out

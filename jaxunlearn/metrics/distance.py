@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
+from jaxunlearn._validation import check_classifier_data
 from jaxunlearn.metrics._predict import LogitsFn, check_probs, check_same_shape, predict_probs
 
 
@@ -77,7 +78,10 @@ def distance_to_retrained(
     ``p = softmax(logits_fn(params, x))`` and ``q = softmax(retrained_logits_fn(retrained_params, x))``
     (``retrained_logits_fn`` defaults to ``logits_fn``: the same architecture). Returns
     ``{"js": mean_i JS(p_i, q_i), "l1": prediction_l1(p, q), "activation": activation_distance(p, q)}``.
+    Raises ``ValueError`` naming ``x`` when it does not fit either model.
     """
+    check_classifier_data(logits_fn, params, x, name="x")
+    check_classifier_data(retrained_logits_fn or logits_fn, retrained_params, x, name="x")
     p = predict_probs(logits_fn, params, x, batch_size=batch_size)
     q = predict_probs(retrained_logits_fn or logits_fn, retrained_params, x, batch_size=batch_size)
     return {

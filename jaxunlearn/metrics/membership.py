@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
+from jaxunlearn._validation import check_classifier_data, check_labels
 from jaxunlearn.metrics._predict import LogitsFn, as_xy, check_probs, predict_probs
 
 def entropy(probs: jax.Array) -> jax.Array:
@@ -60,6 +61,7 @@ def true_class_confidence(probs: jax.Array, labels: jax.Array) -> jax.Array:
             f"labels must be an integer array of shape [N] = {probs.shape[:1]}, got shape {labels.shape} "
             f"and dtype {labels.dtype}."
         )
+    check_labels(labels, probs.shape[1], "labels")
     return jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
 
 
@@ -106,11 +108,13 @@ def entropy_mia(
 
     ``retain_train``, ``test`` (the *whole* test set, forget class included, as in
     the original) and ``forget_train`` are ``Dataset`` objects, ``(x, y)`` pairs
-    or bare input arrays ``[N, ...]``; only the inputs are used.
+    or bare input arrays ``[N, ...]``; only the inputs are used (``ValueError`` naming the
+    argument when they do not fit the model).
     """
 
     def features(data, name):
         x = as_xy(data, name)[0] if not hasattr(data, "shape") else data
+        check_classifier_data(logits_fn, params, x, name=name)
         return np.asarray(entropy(predict_probs(logits_fn, params, x, batch_size=batch_size)))
 
     return entropy_attack_from_features(
@@ -160,11 +164,13 @@ def confidence_mia(
     """The MCMC-unlearning confidence-threshold attack (module doc) on three labelled datasets.
 
     Returns ``{"forget_nonmember_fraction": |{c in D_f: c < tau}| / |D_f|,
-    "threshold": tau, "attack_accuracy": acc(tau)}``.
+    "threshold": tau, "attack_accuracy": acc(tau)}``. Raises ``ValueError`` naming the argument
+    when its inputs do not fit the model or a label lies outside ``0..C-1`` (``C`` the width of the logits).
     """
 
     def confidences(data, name):
         x, y = as_xy(data, name)
+        check_classifier_data(logits_fn, params, x, y, name)
         return true_class_confidence(predict_probs(logits_fn, params, x, batch_size=batch_size), y)
 
     fit = fit_confidence_threshold(confidences(retain_train, "retain_train"), confidences(test, "test"))

@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn._validation import check_classifier_data
 from jaxunlearn.metrics._predict import LogitsFn, check_probs, check_same_shape, predict_probs
 from jaxunlearn.metrics.distance import js_divergence, kl_categorical
 
@@ -70,8 +71,11 @@ def zrf(
     """ZRF of ``params`` against a random teacher on the forget inputs ``x`` (``[N, ...]``).
 
     ``teacher_params`` are a fresh random initialisation of the same architecture
-    (``teacher_logits_fn`` defaults to ``logits_fn``).
+    (``teacher_logits_fn`` defaults to ``logits_fn``). Raises ``ValueError`` naming ``x`` when
+    it does not fit either model.
     """
+    check_classifier_data(logits_fn, params, x, name="x")
+    check_classifier_data(teacher_logits_fn or logits_fn, teacher_params, x, name="x")
     p = predict_probs(logits_fn, params, x, batch_size=batch_size)
     q = predict_probs(teacher_logits_fn or logits_fn, teacher_params, x, batch_size=batch_size)
     return float(zrf_score(p, q, reduction=reduction, divergence=divergence))

@@ -127,7 +127,7 @@ class VIContractTest(chex.TestCase):
             with pytest.raises(ValueError, match="forgotten by an earlier request"):
                 update(p, jnp.array([2, 5]), s, key=jax.random.key(1))
         bad = jnp.zeros((6, 8), jnp.int32).at[2, 3].set(1)  # point 1 is removed
-        with pytest.raises(ValueError, match="no longer in the posterior"):
+        with pytest.raises(ValueError, match="no longer in the model"):
             f.update(p, jnp.array([4, 5]), s, key=jax.random.key(1), batches=bad)
         with pytest.raises(ValueError, match="once per request"):
             f.update(p, jnp.array([3, 3]), s, key=jax.random.key(1))

@@ -196,3 +196,11 @@ class BadInputTest(parameterized.TestCase):
             cv.fisher_diagonal(_loss, params, data, estimator="exact")
         with pytest.raises(ValueError, match="sample_fn"):
             cv.fisher_diagonal(_loss, params, data, estimator="true")
+
+    @parameterized.parameters(0, -3, 2.5)
+    def test_chunk_and_batch_sizes_must_be_positive_integers(self, size):
+        params, data = _setup()
+        with pytest.raises(ValueError, match=f"chunk_size must be a positive integer; got {size}"):
+            cv.per_example_grads(_loss, params, data, chunk_size=size)
+        with pytest.raises(ValueError, match=f"^batch_size must be a positive integer; got {size}"):
+            cv.fisher_diagonal(_loss, params, data, batch_size=size)

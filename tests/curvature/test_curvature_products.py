@@ -1,6 +1,7 @@
 """HVP, GGN-VP, CG and LiSSA against a dense jax.hessian and jnp.linalg.solve (float64)."""
 
 import functools
+import re
 
 import chex
 import jax
@@ -197,6 +198,56 @@ class DivergenceTest(parameterized.TestCase):
         g = ju.jit(lambda d: cv.lissa(loss, jnp.zeros(2), jnp.ones(2), batches, scale=0.5, damping=d).ihvp)
         with pytest.raises(cv.LissaDivergenceError):
             jax.block_until_ready(g(jnp.asarray(0.1)))
+
+    def _dense_quadratic(self, depth):
+        """A dense SPD quadratic whose convergence limit is exactly 2 / lambda_max = 2 / 3."""
+        rng = np.random.default_rng(0)
+        q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+        a = jnp.asarray(q @ np.diag(np.linspace(0.2, 3.0, 6)) @ q.T)
+        return (lambda w, batch: 0.5 * w @ batch[0] @ w), (jnp.broadcast_to(a, (depth, 6, 6)),), jnp.asarray(
+            rng.normal(size=6))
+
+    @parameterized.parameters(1.025, 1.05)
+    def test_slow_divergence_just_beyond_the_limit_raises(self, factor):
+        """A few percent above 2 / lambda_max, 30 steps: ||h_T|| stays far below the old bound 2 (T + 1) ||v||,
+        but the increments grow; the message gives the curvature met (3) and the limit 2 / 3."""
+        loss, batches, v = self._dense_quadratic(30)
+        scale = factor * 2.0 / 3.0
+        with pytest.raises(cv.LissaDivergenceError, match=r"lambda ~ 3\b.*stay below .* = 0\.66[67]"):
+            cv.lissa(loss, jnp.zeros(6), v, batches, scale=scale)
+        f = ju.jit(lambda vv, b: cv.lissa(loss, jnp.zeros(6), vv, b, scale=scale).ihvp)
+        with pytest.raises(cv.LissaDivergenceError, match="grew"):
+            jax.block_until_ready(f(v, batches))
+        unchecked = cv.lissa(loss, jnp.zeros(6), v, batches, scale=scale, check=False)
+        assert float(unchecked.norms[0, -1]) < 2 * 31 * float(jnp.linalg.norm(v))
+
+    def test_just_below_the_limit_does_not_raise(self):
+        loss, batches, v = self._dense_quadratic(30)
+        res = cv.lissa(loss, jnp.zeros(6), v, batches, scale=0.999 * 2.0 / 3.0)
+        assert np.all(np.isfinite(res.ihvp)) and res.increments.shape == (1, 30)
+        assert np.all(np.diff(res.increments[0]) <= 1e-12)  # a convergent recursion never grows its increments
+
+    def test_overflow_reports_the_last_finite_norm_and_curvature(self):
+        """float32 overflows within 50 steps at scale 100 on eigenvalues (1, 10): no nan in the message."""
+        with jax.enable_x64(False):
+            loss, batches = self._quadratic()
+            for fn in (cv.lissa, ju.jit(cv.lissa, static_argnums=0)):
+                with pytest.raises(cv.LissaDivergenceError) as info:
+                    jax.block_until_ready(fn(loss, jnp.zeros(2), jnp.ones(2), batches, scale=100.0).ihvp)
+                message = str(info.value)
+                assert "nan" not in message and "inf " not in message.replace("inf or NaN", ""), message
+                assert re.search(r"overflowed: \|\|h\|\| reached \d\.\d+e\+\d+ before turning inf", message), message
+                assert re.search(r"lambda ~ 10\b.*scale=0\.1 ", message), message
+
+    @parameterized.parameters("params", "v")
+    def test_non_finite_params_or_v_are_named_not_the_scale(self, which):
+        loss, batches = self._quadratic()
+        bad = jnp.array([0.0, jnp.nan])
+        params, v = (bad, jnp.ones(2)) if which == "params" else (jnp.zeros(2), bad)
+        for fn in (cv.lissa, ju.jit(cv.lissa, static_argnums=0)):
+            with pytest.raises(FloatingPointError, match=f"^{which} holds non-finite values") as info:
+                jax.block_until_ready(fn(loss, params, v, batches, scale=0.1).ihvp)
+            assert not isinstance(info.value, cv.LissaDivergenceError)
 
     def test_automatic_scale_needs_a_key(self):
         loss, batches = self._quadratic()

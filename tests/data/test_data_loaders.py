@@ -1,12 +1,12 @@
 """tfds loaders on tfds.testing.mock_data, transforms against PIL, and the offline errors."""
 
+import os
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from jaxunlearn import data as jd
 from jaxunlearn.data import tfds_loaders
@@ -246,3 +246,74 @@ def test_transform_errors():
         jd.normalize(np.zeros((1, 2, 2, 1), np.uint8), "imagenet")
     with pytest.raises(ValueError, match="3 channels"):
         jd.normalize(np.zeros((1, 2, 2, 1), np.uint8), "cifar")
+
+
+# ---- --download without a network ----------------------------------------------------------------------
+
+def test_offline_download_fails_in_seconds_and_leaves_no_folder(tmp_path, monkeypatch):
+    """The probe (mocked to find no network) stops the download before tfds retries for minutes."""
+    from jaxunlearn import io as jio
+
+    probed = []
+
+    def no_network(host, port, timeout=3.0):
+        probed.append((host, port))
+        return False
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("download_and_prepare ran although the probe failed")
+
+    monkeypatch.setattr(jio, "can_connect", no_network)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", must_not_run)
+    monkeypatch.setattr(tfds_loaders, "_is_real_download", lambda builder: True)
+    for env in ("https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(env, raising=False)
+    data_dir = tmp_path / "new" / "tfds"
+    start = time.perf_counter()
+    with pytest.raises(jd.DatasetNotAvailableError) as info:
+        jd.load_mnist("train", data_dir=data_dir, download=True)
+    assert time.perf_counter() - start < 5.0
+    msg = str(info.value)
+    assert probed == [tfds_loaders.DOWNLOAD_HOSTS["mnist"]]
+    assert "'mnist' is not prepared under" in msg and "did not answer" in msg and "array_record" in msg
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_download_removes_the_folders_it_created(tmp_path, monkeypatch):
+    def half_download(self, *args, **kwargs):
+        root = os.path.dirname(os.path.dirname(str(self.data_dir)))
+        os.makedirs(os.path.join(root, "downloads", "extracted"))
+        os.makedirs(str(self.data_dir) + ".incomplete")
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", half_download)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(jd.DatasetNotAvailableError, match="downloading it failed.*ConnectionError"):
+        jd.load_cifar10("train", data_dir=fresh, download=True)
+    assert not fresh.exists()
+    existing = tmp_path / "existing"
+    (existing / "mine").mkdir(parents=True)
+    with pytest.raises(jd.DatasetNotAvailableError):
+        jd.load_cifar10("train", data_dir=existing, download=True)
+    assert sorted(os.listdir(existing)) == ["mine"]
+
+
+def test_probe_goes_through_the_configured_proxy(monkeypatch):
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    monkeypatch.setenv("http_proxy", "http://proxy.internal:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert tfds_loaders._probe_target("cifar10")[:2] == ("proxy.internal", 3128)
+    monkeypatch.delenv("https_proxy")
+    monkeypatch.delenv("http_proxy")
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    assert tfds_loaders._probe_target("cifar10")[:2] == tfds_loaders.DOWNLOAD_HOSTS["cifar10"]
+
+
+def test_mocked_downloads_are_not_probed(monkeypatch):
+    from jaxunlearn import io as jio
+
+    monkeypatch.setattr(jio, "can_connect", lambda *a, **k: pytest.fail("probed under tfds.testing.mock_data"))
+    with _mock(4):
+        assert len(jd.load_mnist("train", download=True)) == 4

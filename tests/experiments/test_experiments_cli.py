@@ -2,13 +2,21 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
 
 from jaxunlearn import cli
 from jaxunlearn.data import load_digits
-from jaxunlearn.experiments import ForgettingConfig, format_table, parse_scenario, resolve_methods, run_seed, summarise
+from jaxunlearn.experiments import (
+    ForgettingConfig,
+    format_table,
+    parse_scenario,
+    resolve_methods,
+    run_seed,
+    summarise,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +94,15 @@ def test_cli_writes_table_json_csv_png(tmp_path, capsys):
     assert (folder / "summary.csv").read_text().startswith("method,")
     assert (folder / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert not [f for f in os.listdir(folder) if f.startswith(".tmp")]
+    # one whole run: the manifest (written last) lists the files, and the JSON is strict
+    from jaxunlearn.io import verify_folder
+
+    manifest = verify_folder(folder)
+    assert set(manifest["files"]) == {"results.json", "summary.csv", "comparison.png"}
+    result = _strict_loads((folder / "results.json").read_text())  # "original" has speedup NaN: written null
+    assert result["run_id"] == manifest["run_id"]
+    assert next(r for r in result["rows"] if r["method"] == "original")["speedup"] is None
+    assert [e for e in os.listdir(tmp_path) if e.startswith(".")] == []
 
 
 def test_cli_errors_are_clear(capsys):
@@ -109,3 +126,164 @@ def test_cli_runs_cifar20_subclass_through_tfds(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     result = json.loads((tmp_path / "cifar20-subclass_rocket" / "results.json").read_text())
     assert {r["method"] for r in result["rows"]} == {"original", "retrain", "ssd"}
+
+
+# ---- "nothing silently wrong": every argument checked before any training ------------------------------
+
+def _strict_loads(text):
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if the command gets as far as loading data or training."""
+    from jaxunlearn import experiments
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the command started a run before rejecting its arguments")
+
+    monkeypatch.setattr(experiments, "run_forgetting", boom)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seeds", ","], "--seeds"),
+    (["--seeds", ""], "--seeds"),
+    (["--seeds", "0,,1"], "--seeds"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--seeds", "0,0"], "twice"),
+    (["--seeds", "1.5"], "--seeds"),
+    (["--lr", "0"], "--lr"),
+    (["--lr=-1e-3"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size=-8"], "--batch-size"),
+    (["--methods", "ssd,magic"], "unknown method"),
+    (["--methods", ","], "--methods is empty"),
+    (["--dataset", "imagenet"], "unknown dataset"),
+    (["--model", "resnet50"], "unknown model"),
+    (["--scenario", "nonsense:1"], "cannot read scenario"),
+    (["--scenario", "class:10"], "out of range"),
+    (["--scenario", "random:5000"], "num_forget"),
+    (["--scenario", "class_subset:3:1000"], "num_forget"),
+    (["--scenario", "subclass:rocket"], "fine labels"),
+    (["--dataset", "cifar20", "--scenario", "subclass:rockt"], "rockt"),
+    (["--dataset", "cifar10", "--scenario", "class:10"], "out of range"),
+    (["--dataset", "mnist", "--scenario", "random:60000"], "num_forget"),
+])
+def test_cli_rejects_bad_arguments_before_training(args, needle, tmp_path, capsys, no_training):
+    start = time.perf_counter()
+    code = cli.main(["forget", "--quiet", "--out", str(tmp_path / "out"), *args])
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert needle in err
+    assert elapsed < 20.0
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_accepts_valid_scenarios_of_every_dataset(tmp_path, capsys, monkeypatch):
+    """The cheap scenario check knows each dataset's classes and sizes: valid strings pass it."""
+    ok = [("digits", "class_subset:0:100"), ("mnist", "class_subset:1:6500"), ("mnist", "random:0.5"),
+          ("cifar100", "class:rocket"), ("cifar20", "subclass:69"), ("cifar20", "class:vehicle2"),
+          ("cifar100", "random:0.00165"), ("fashion_mnist", "class:9")]
+    for dataset, scenario in ok:
+        ns = cli.argparse.Namespace(dataset=dataset, scenario=scenario, methods="ssd", seeds="0,1", model=None,
+                                    epochs=1, batch_size=8, lr=1e-3, data_dir=None, download=False,
+                                    out=str(tmp_path), cold_timing=False, quiet=True)
+        checked = cli.validate_forget_args(ns)
+        assert checked["dataset"] == dataset and checked["seeds"] == (0, 1)
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_cli_rejects_an_output_folder_it_cannot_write(where, tmp_path, capsys, no_training):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "sub"
+    assert cli.main(["forget", "--quiet", "--methods", "ssd", "--seeds", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "regular file" in err and err.count("\n") == 1
+    blocker2 = tmp_path / "out2"
+    blocker2.mkdir()
+    (blocker2 / "digits-class_3").write_text("a file where the results folder goes")
+    assert cli.main(["forget", "--quiet", "--methods", "ssd", "--seeds", "0", "--out", str(blocker2)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_cli_unwritable_output_folder(tmp_path, capsys, monkeypatch, no_training):
+    from jaxunlearn import io as jio
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(jio.tempfile, "mkstemp", denied)
+    assert cli.main(["forget", "--quiet", "--methods", "ssd", "--seeds", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "Permission denied" in err
+
+
+def test_empty_seeds_never_overwrite_good_results(tmp_path, capsys, no_training):
+    folder = tmp_path / "digits-class_3"
+    folder.mkdir()
+    (folder / "results.json").write_text('{"good": true}')
+    assert cli.main(["forget", "--seeds", ",", "--quiet", "--out", str(tmp_path)]) == 2
+    assert (folder / "results.json").read_text() == '{"good": true}'
+
+
+def test_argparse_errors_return_2_without_raising(capsys):
+    assert cli.main(["forget", "--epochs", "many"]) == 2
+    assert "invalid int value" in capsys.readouterr().err
+
+
+# ---- the results folder --------------------------------------------------------------------------------
+
+def _summary_rows():
+    rows = [{"seed": s, "method": m, "seconds": t, "speedup": (1.0 / t if t else float("nan")),
+             "acc_forget_train": a} for s in (0, 1) for m, t, a in (("original", 0.0, 1.0), ("ssd", 0.5, 0.1))]
+    return rows, summarise(rows)
+
+
+def test_write_results_killed_at_the_second_file_keeps_the_previous_run(tmp_path, monkeypatch):
+    from jaxunlearn import io as jio
+    from jaxunlearn.experiments import write_results
+
+    rows, summaries = _summary_rows()
+    folder = tmp_path / "digits-class_3"
+    write_results(str(folder), {"title": "old"}, rows, summaries, run_id="20000101T000000Z-1-old")
+    before = {f: (folder / f).read_bytes() for f in os.listdir(folder)}
+    real, calls = jio._write_file, []
+
+    def second_fails(path, payload):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing summary.csv
+        real(path, payload)
+
+    monkeypatch.setattr(jio, "_write_file", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(str(folder), {"title": "new"}, rows[:2], summarise(rows[:2]))
+    assert {f: (folder / f).read_bytes() for f in os.listdir(folder)} == before
+    assert jio.verify_folder(folder)["run_id"] == "20000101T000000Z-1-old"
+    assert [e for e in os.listdir(tmp_path) if e.startswith(".")] == []
+    assert not [p for p in tmp_path.rglob("*.json") if p.name.startswith(".")]
+
+
+def test_cli_refuses_before_training_to_replace_a_folder_with_foreign_files(tmp_path, capsys, no_training):
+    folder = tmp_path / "digits-class_3"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    (folder / "notes.txt").write_text("mine")
+    assert cli.main(["forget", "--quiet", "--methods", "ssd", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "notes.txt" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bad", [dict(seeds=()), dict(seeds=(0, 0)), dict(seeds=(-1,)), dict(epochs=0),
+                                 dict(batch_size=0), dict(learning_rate=-1e-3), dict(methods=("magic",))])
+def test_config_rejects_what_would_train_nothing_or_wrongly(bad):
+    with pytest.raises(ValueError):
+        ForgettingConfig(**bad)
