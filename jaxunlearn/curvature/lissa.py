@@ -258,6 +258,9 @@ def lissa(
     depth = jax.tree.leaves(stacked)[0].shape[1]
     if depth < 1:
         raise ValueError("batches hold no step: pass at least one minibatch (depth >= 1).")
+    if check:
+        check_finite(params, "params")
+        raise_if(~_all_finite(v), _v_not_finite_error)
     if scale is None:
         if key is None:
             raise ValueError("scale=None estimates the scale by power iteration from random directions: "
@@ -266,9 +269,6 @@ def lissa(
     scale = jnp.asarray(scale, dtype=jnp.result_type(*jax.tree.leaves(v)))
 
     damping = jnp.asarray(damping, scale.dtype)
-    if check:
-        check_finite(params, "params")
-        raise_if(~_all_finite(v), _v_not_finite_error)
     ihvp, trace = _neumann(loss_fn, params, v, stacked, data, scale, damping)
     if check:
         _check_convergence(trace, params, v, scale, damping)

@@ -53,6 +53,25 @@ batches=...)`` replaces only the indices (:class:`MCMCBatches`, or int
 Defaults of the originals: GMM ``scaling0 = 1, iter_T = 32, samp_T = 5, rm_bs = 4, batch 64``;
 BIF Fashion-MNIST SGLD ``scaling0 = 0.005``, SGHMC ``0.05``, ``iter_T = 64, samp_T = 5, rm_bs = 64, batch 128``;
 ICLR'22 BNN ``scaling0 = 0.05`` (Fashion) / ``0.08`` (CIFAR-10), ``iter_T = 64, samp_T = 1``.
+
+Example (runnable; ``tests/docs/test_docstring_examples.py`` runs it)::
+
+    import jax, jax.numpy as jnp
+    from jaxunlearn import bayes, data, methods
+
+    gmm = data.make_gmm2d(2000)                                   # the GMM experiment's data, embedded
+    x, clusters = jnp.asarray(gmm.dataset.x), gmm.dataset.y
+    energy = bayes.gmm_energy(prior_std=2.0)
+    sampler = bayes.sgld(energy.energy)
+    chain = jax.jit(lambda st, k: bayes.run_chain(sampler, k, st, x, lr=4 / 2000, num_steps=2000, batch_size=64)[0])
+    trained = chain(sampler.init(jnp.zeros((4, 2))), jax.random.key(0))  # the posterior over the 4 centres
+
+    forgetter = methods.mcmc_forgetting(energy, sampler, lr=4 / 2000, scaling0=1.0, iter_T=32, samp_T=5,
+                                        batch_size=64)
+    state = forgetter.init(trained.position, x, key=jax.random.key(1), sampler_state=trained)
+    request = jnp.flatnonzero(clusters == 0)[:40]                 # forget 40 points of cluster 0
+    means, state, info = forgetter.update(trained.position, request, state, key=jax.random.key(2))
+    print(means.round(2), int(state.n), float(info.norms[-1]))
 """
 
 from __future__ import annotations

@@ -44,6 +44,24 @@ over all parameters, and ``d = <g_f, g_r>``:
 
 The projections are meant to replace the EWC penalty: pass ``lmbda=0`` to run
 them without it.
+
+Example (runnable; ``tests/docs/test_docstring_examples.py`` runs it)::
+
+    import jax, numpy as np
+    from jaxunlearn import amnesia, data, methods
+    from jaxunlearn.methods.selective_amnesia import class_request
+    from jaxunlearn.models.cvae import create_cvae, sample
+
+    train_set, _ = data.load_digits()                              # pixels in [0, 1]
+    x, y = train_set.x.reshape(len(train_set.y), -1), train_set.y
+    module, params = create_cvae(jax.random.key(0), x_dim=64)
+    params, _ = amnesia.train_cvae(module, params, x, y, key=jax.random.key(1), num_steps=500, progress=False)
+
+    sa = methods.selective_amnesia(module, num_steps=100, num_fisher_samples=1000, progress=False)
+    state = sa.init(params, (x, y), key=jax.random.key(2))       # theta* and the Fisher, once
+    amnesiac, state, info = sa.update(params, class_request(y, 0), state, key=jax.random.key(3))   # forget digit 0
+    zeros = sample(module, amnesiac, jax.random.key(4), np.zeros(8, int))   # what "draw a 0" gives now
+    print(state.forgotten, float(info.forget[-1]), zeros.shape)
 """
 
 from __future__ import annotations

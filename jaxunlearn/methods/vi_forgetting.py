@@ -27,7 +27,7 @@ ignore the noise). ``update(..., batches=idx)`` replaces only the minibatch
 indices, so a run can be replayed against another implementation with its own batch
 sequence while the noise still comes from ``key``.
 
-Usage::
+Usage (the runnable example of the Bayesian family is in :mod:`jaxunlearn.methods.mcmc_forgetting`)::
 
     energy = ju.bayes.vbnn_energy(stochastic_logits_fn(module), prior_std=0.15)
     forgetter = vi_forgetting(energy, scaling0=0.1, iter_T=64, bbp_T=5, batch_size=128)

@@ -47,6 +47,7 @@ from jax.scipy.special import xlogy
 from jaxunlearn._validation import check_classifier_data, check_labels
 from jaxunlearn.metrics._predict import LogitsFn, as_xy, check_probs, predict_probs
 
+
 def entropy(probs: jax.Array) -> jax.Array:
     """Per-example entropy ``-sum_c p_c log p_c`` in nats (``0 log 0 = 0``); ``[N, C] -> [N]``."""
     return -jnp.sum(xlogy(check_probs(probs, "probs"), probs), axis=-1)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn._validation import num_examples
+from jaxunlearn._validation import check_classifier_data, num_examples
 from jaxunlearn.curvature.chunks import chunked_map, chunked_sum
 from jaxunlearn.models.classifier import logits_fn as model_logits_fn
 from jaxunlearn.models.classifier import split_variables, training_loss
@@ -53,18 +53,23 @@ def train_classifier(
 
     Returns:
       ``(new variables, history)``; ``history`` as returned by :func:`fit`.
+
+    Raises ``ValueError`` naming ``train_data`` (or ``eval_data``) when its inputs do not fit
+    the model or a label lies outside ``0..C-1``, ``C`` the width of the model's logits.
     """
     params, model_state = split_variables(variables)
     x, y = as_xy(train_data, "train_data")
+    _check_classifier_data(module, variables, x, y, "train_data")
     eval_fn = None
     if eval_data is not None:
         eval_xy = as_xy(eval_data, "eval_data")
+        _check_classifier_data(module, variables, *eval_xy, "eval_data")
 
         def eval_logits(variables, x):  # one function for every epoch: accuracy compiles once
             return model_logits_fn(module, variables)(variables["params"], x)
 
         def eval_fn(p, s):
-            return {"eval_accuracy": accuracy(eval_logits, {"params": p, **s}, eval_xy)}
+            return {"eval_accuracy": _accuracy(eval_logits, {"params": p, **s}, *eval_xy, 1024)}
 
     state = init_train_state(params, optimizer, model_state)
     state, history = fit(
@@ -89,6 +94,8 @@ def train_classifier_many_seeds(
     Seed ``s`` is initialised by ``module.init(init_key_s, x[:1], train=False)`` with
     ``init_key_s, train_key_s = jax.random.split(keys[s])``. Returns stacked variables
     (leading seed axis ``S``) and the history (``history["loss"]``: ``[S, num_epochs]``).
+    Raises ``ValueError`` naming ``train_data`` when a label lies outside ``0..C-1``, ``C`` the width
+    of the model's logits.
     """
     x, y = as_xy(train_data, "train_data")
     check_key(keys, "keys")
@@ -98,6 +105,7 @@ def train_classifier_many_seeds(
 
     first_key = jax.random.split(keys[0])[0]
     shapes = jax.eval_shape(init_variables, first_key)
+    _check_classifier_data(module, shapes, x, y, "train_data")
     # the non-parameter collections (batch-norm statistics) start equal for every seed
     model_state = split_variables(jax.jit(init_variables)(first_key))[1] if len(shapes) > 1 else {}
     state, history = train_many_seeds(
@@ -105,6 +113,11 @@ def train_classifier_many_seeds(
         batch_size=batch_size, num_epochs=num_epochs, model_state=model_state, progress=progress,
     )
     return {"params": state.params, **state.model_state}, history
+
+
+def _check_classifier_data(module: Any, variables: Any, x: Any, y: Any, name: str) -> None:
+    """:func:`jaxunlearn._validation.check_classifier_data` for a flax module in eval mode."""
+    check_classifier_data(lambda v, xb: module.apply(v, xb, train=False), variables, x, y, name)
 
 
 @functools.partial(jax.jit, static_argnames=("logits_fn", "batch_size"))
@@ -126,7 +139,13 @@ def accuracy(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any, data
     x, y = as_xy(data, "data")
     batch_size = check_positive_int(batch_size, "batch_size")
     n = num_examples((x, y), "data")
-    return float(_correct_count(logits_fn, params, x, y, min(batch_size, n))) / n
+    check_classifier_data(logits_fn, params, x, y, "data")
+    return _accuracy(logits_fn, params, x, y, min(batch_size, n))
+
+
+def _accuracy(logits_fn, params, x, y, batch_size):
+    """:func:`accuracy` of checked arrays ``x``, ``y`` (``batch_size <= N``)."""
+    return float(_correct_count(logits_fn, params, x, y, batch_size)) / x.shape[0]
 
 
 def batched_logits(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any, x: jax.Array, batch_size: int = 1024) -> jax.Array:

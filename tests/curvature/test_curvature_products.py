@@ -8,13 +8,13 @@ import jax
 import jax.flatten_util  # noqa: F401
 import jax.numpy as jnp
 import numpy as np
+import problems as P
 import pytest
 from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxunlearn as ju
-import problems as P
 from jaxunlearn import curvature as cv
 
 

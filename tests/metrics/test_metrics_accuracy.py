@@ -98,3 +98,23 @@ def test_bad_input_is_named():
     bad = {"w": params["w"].at[0, 0].set(jnp.nan), "b": params["b"]}
     with pytest.raises(FloatingPointError, match="non-finite"):
         metrics.accuracy(linear_logits, bad, (x, y))
+
+
+def test_labels_outside_the_classes_and_misfit_features_are_named():
+    """C = 3 logits: label 3 or -1 is rejected with its values and the valid range; so is a part of a split."""
+    params, x, y = _problem()
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=rf"data labels y hold values from {min(bad, 0)} to {max(bad, 2)}.*0\.\.2"):
+            metrics.accuracy(linear_logits, params, (x, _set(y, bad)))
+    split = _Split(_DS(x[:10], _set(y[:10], 7)), _DS(x[10:40], y[10:40]), _DS(x[:0], y[:0]), _DS(x[40:], y[40:]))
+    with pytest.raises(ValueError, match=r"split\.forget_train labels y hold values from 0 to 7"):
+        metrics.split_accuracies(linear_logits, params, split)
+    with pytest.raises(ValueError, match=r"data does not fit the model: per-example shapes \(5,\)"):
+        metrics.accuracy(linear_logits, params, (np.ones((53, 5), np.float32), y))
+
+
+def _set(y, value):
+    """A copy of ``y`` with its first entry set to ``value``."""
+    y = np.array(y)
+    y[0] = value
+    return y

@@ -83,3 +83,13 @@ def test_bad_input_is_named():
         metrics.zrf_score(p, p, reduction="mean")
     with pytest.raises(ValueError, match="divergence"):
         metrics.zrf_score(p, p, divergence="kl")
+
+
+def test_inputs_that_do_not_fit_the_model_are_named():
+    rng = np.random.default_rng(3)
+    a = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)}
+    x = rng.normal(size=(5, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"^x does not fit the model: per-example shapes \(2,\)"):
+        metrics.zrf(linear_logits, a, a, x)
+    with pytest.raises(ValueError, match=r"^x does not fit the model"):
+        metrics.distance_to_retrained(linear_logits, a, a, x)

@@ -140,3 +140,18 @@ def test_bad_input_is_named():
         metrics.entropy_attack_from_features(np.ones(3), np.zeros(3), np.array([np.nan]))
     with pytest.raises(ValueError, match="probs"):
         metrics.entropy(np.ones(3, np.float32))
+
+
+def test_labels_outside_the_classes_and_misfit_features_are_named():
+    rng = np.random.default_rng(5)
+    params = {"w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32), "b": jnp.zeros(3, jnp.float32)}
+    x, y = rng.normal(size=(6, 4)).astype(np.float32), np.array([0, 1, 2, 0, 1, 2], np.int32)
+    with pytest.raises(ValueError, match=r"labels hold values from 0 to 3.*0\.\.2"):
+        metrics.true_class_confidence(np.full((6, 3), 1 / 3, np.float32), np.array([0, 1, 3, 0, 1, 2], np.int32))
+    with pytest.raises(ValueError, match=r"test labels y hold values from -2 to 2.*0\.\.2"):
+        metrics.confidence_mia(linear_logits, params, (x, y), (x, y - 2 * (y == 0)), (x, y))
+    wrong = rng.normal(size=(6, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="forget_train does not fit the model"):
+        metrics.confidence_mia(linear_logits, params, (x, y), (x, y), (wrong, y))
+    with pytest.raises(ValueError, match="retain_train does not fit the model"):
+        metrics.entropy_mia(linear_logits, params, wrong, x, x)

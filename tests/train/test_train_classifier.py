@@ -117,3 +117,22 @@ class TestLosses(chex.TestCase):
     def test_bad_reduction(self):
         with pytest.raises(ValueError, match="reduction"):
             kl_to_target(jnp.zeros((2, 3)), jnp.ones((2, 3)) / 3, reduction="avg")
+
+
+def test_labels_outside_the_classes_and_misfit_features_are_named():
+    """BNNet has 3 logits: a label 3 is rejected at the entry of every training call and of accuracy."""
+    x = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+    y = np.arange(16, dtype=np.int32) % 4  # holds 3
+    module = BNNet()
+    variables = module.init(jax.random.key(0), x[:1])
+    kwargs = {"optimizer": optax.sgd(0.1), "num_epochs": 1, "batch_size": 8, "progress": False}
+    with pytest.raises(ValueError, match=r"train_data labels y hold values from 0 to 3.*0\.\.2"):
+        train_classifier(module, variables, (x, y), key=jax.random.key(0), **kwargs)
+    with pytest.raises(ValueError, match=r"eval_data labels y hold values from 0 to 3"):
+        train_classifier(module, variables, (x, y % 3), key=jax.random.key(0), eval_data=(x, y), **kwargs)
+    with pytest.raises(ValueError, match=r"train_data labels y hold values from 0 to 3"):
+        train_classifier_many_seeds(module, (x, y), jax.random.split(jax.random.key(0), 2), **kwargs)
+    with pytest.raises(ValueError, match=r"data labels y hold values from 0 to 3"):
+        accuracy(lambda p, xb: module.apply({**variables, "params": p}, xb), variables["params"], (x, y))
+    with pytest.raises(ValueError, match=r"train_data does not fit the model: per-example shapes \(6,\)"):
+        train_classifier(module, variables, (np.ones((16, 6), np.float32), y % 3), key=jax.random.key(0), **kwargs)
