@@ -9,12 +9,14 @@ from jaxunlearn.curvature.chunks import chunked_sum
 from jaxunlearn.curvature.eigen import EigenResult, top_eigenvalue
 from jaxunlearn.curvature.fisher import ESTIMATORS, fisher_diagonal, sample_categorical_labels
 from jaxunlearn.curvature.layerwise import LayerwiseLoss
-from jaxunlearn.curvature.lissa import LissaDivergenceError, LissaResult, estimate_scale, lissa
+from jaxunlearn.curvature.lissa import (
+    GROWTH_LIMIT, LissaDivergenceError, LissaResult, estimate_scale, increment_growth, lissa,
+)
 from jaxunlearn.curvature.per_example import per_example_grads, squared_grad_sum
 from jaxunlearn.curvature.products import ggn_vp, hvp
 
 __all__ = [
-    "CGConvergenceError", "CGResult", "ESTIMATORS", "EigenResult", "LayerwiseLoss", "LissaDivergenceError",
-    "LissaResult", "cg", "chunked_sum", "estimate_scale", "fisher_diagonal", "ggn_vp", "hvp", "lissa",
+    "CGConvergenceError", "CGResult", "ESTIMATORS", "EigenResult", "GROWTH_LIMIT", "LayerwiseLoss", "LissaDivergenceError",
+    "LissaResult", "cg", "chunked_sum", "estimate_scale", "fisher_diagonal", "ggn_vp", "hvp", "increment_growth", "lissa",
     "per_example_grads", "sample_categorical_labels", "squared_grad_sum", "top_eigenvalue",
 ]

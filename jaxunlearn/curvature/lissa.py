@@ -136,6 +136,19 @@ def _last_true(mask: jax.Array) -> jax.Array:
     return jnp.max(jnp.where(mask, jnp.arange(mask.shape[0]), -1))
 
 
+def increment_growth(increments: jax.Array) -> jax.Array:
+    """``mean ||h_t - h_{t-1}||`` over the last quarter of the steps over that of the first quarter (last axis).
+
+    A convergent Neumann recursion shrinks its increments; a ratio above :data:`GROWTH_LIMIT`
+    (or ``inf``, for non-finite increments) means it diverges, also when it diverges slowly.
+    """
+    quarter = max(1, increments.shape[-1] // 4)
+    early = jnp.mean(increments[..., :quarter], axis=-1)
+    late = jnp.mean(increments[..., -quarter:], axis=-1)
+    ratio = late / jnp.maximum(early, jnp.finfo(early.dtype).tiny)
+    return jnp.where(jnp.all(jnp.isfinite(increments), axis=-1), ratio, jnp.inf)
+
+
 def _check_convergence(trace: _Trace, params: Any, v: Any, scale: jax.Array, damping: jax.Array) -> None:
     """Raise :class:`LissaDivergenceError` (staged with ``raise_if``) when a recursion diverged (module doc).
 
@@ -143,11 +156,9 @@ def _check_convergence(trace: _Trace, params: Any, v: Any, scale: jax.Array, dam
     """
     depth = trace.norms.shape[1]
     quarter = max(1, depth // 4)
-    finite = jnp.all(jnp.isfinite(trace.norms) & jnp.isfinite(trace.increments) & jnp.isfinite(trace.products), 1)
-    early = jnp.mean(trace.increments[:, :quarter], axis=1)
-    late = jnp.mean(trace.increments[:, -quarter:], axis=1)
-    diverged = ~finite | (late > GROWTH_LIMIT * early)
-    growth = jnp.where(finite, late / jnp.maximum(early, jnp.finfo(early.dtype).tiny), jnp.inf)
+    finite = jnp.all(jnp.isfinite(trace.norms) & jnp.isfinite(trace.products), 1)
+    growth = jnp.where(finite, increment_growth(trace.increments), jnp.inf)
+    diverged = growth > GROWTH_LIMIT
     worst = jnp.argmax(growth)
 
     v_norm = otu.tree_norm(v)

@@ -146,11 +146,12 @@ class MCMCInfluence(NamedTuple):
     norms: jax.Array
 
 
-def _divergence(last, bound):
+def _divergence(last, growth, bound):
     return curvature.LissaDivergenceError(
-        f"the MCMC influence recursion diverged: ||h|| reached {float(last):.4g}, above the bound "
-        f"{float(bound):.4g} that a convergent Neumann series respects. Lower scaling0 (s * lambda_max(H) must "
-        "stay below 2), or lower the sampler's step size so the chain stays near the mode."
+        f"the MCMC influence recursion diverged: its increments ||h_t - h_(t-1)|| grew {float(growth):.3g}x from "
+        f"the first to the last quarter of the steps (a convergent Neumann series shrinks them) and ||h|| reached "
+        f"{float(last):.4g} (bound {float(bound):.4g}). Lower scaling0 (s * lambda_max(H) must stay below 2), or "
+        "lower the sampler's step size so the chain stays near the mode."
     )
 
 
@@ -217,13 +218,15 @@ def mcmc_influence(
 
         st, hvps = scan_steps(inner, st, xs)
         h_new = jax.tree.map(lambda vv, hh, hv: vv + hh - jnp.mean(hv, axis=0), v, h, hvps)
-        return (st, h_new), otu.tree_norm(h_new)
+        return (st, h_new), (otu.tree_norm(h_new), otu.tree_norm(otu.tree_sub(h_new, h)))
 
-    (sampler_state, h), norms = scan_steps(recursion_step, (sampler_state, v),
-                                           (batches.sample[1:], batches.hvp, keys[1:]))
-    if check:
+    (sampler_state, h), (norms, increments) = scan_steps(recursion_step, (sampler_state, v),
+                                                         (batches.sample[1:], batches.hvp, keys[1:]))
+    if check:  # LiSSA's criteria: increments that grow (slow divergence), or ||h_T|| beyond a convergent bound
+        growth = curvature.increment_growth(increments)
         bound = 2.0 * (iter_T + 1) * otu.tree_norm(v)
-        raise_if(~jnp.all(jnp.isfinite(norms)) | (norms[-1] > bound), _divergence, norms[-1], bound)
+        last = norms[jnp.maximum(jnp.sum(jnp.cumprod(jnp.isfinite(norms))) - 1, 0)]
+        raise_if((growth > curvature.GROWTH_LIMIT) | (norms[-1] > bound), _divergence, last, growth, bound)
     delta = jax.tree.map(lambda x: scale * x, h)
     return MCMCInfluence(delta, sampler_state, norms)
 
