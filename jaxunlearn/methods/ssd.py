@@ -62,14 +62,15 @@ pytrees of arrays ``[N, ...]`` (``(x, y)`` for a classifier, ``x`` alone or
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_finite, check_fits_model, check_same_structure, num_examples
+from jaxunlearn._validation import (
+    check_finite, check_fits_model, check_number, check_positive_int, check_same_structure, num_examples,
+)
 from jaxunlearn.curvature import chunked_sum, fisher_diagonal, per_example_grads
 from jaxunlearn.curvature.chunks import num_chunks
 from jaxunlearn.curvature.fisher import SampleFn
@@ -102,13 +103,12 @@ class SSDInfo(NamedTuple):
 
 
 def _check_hyper(alpha: float, lambda_: float, rule: str, batch_size: int) -> None:
-    for name, value in (("alpha", alpha), ("lambda_", lambda_)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}.")
+    """``alpha > 0`` (``alpha = 0`` would select every parameter with any forget importance), ``lambda_ >= 0``."""
+    check_number(alpha, "alpha", low=0.0, low_inclusive=False)
+    check_number(lambda_, "lambda_", low=0.0)
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_positive_int(batch_size, "batch_size")
 
 
 def absolute_gradient_importance(

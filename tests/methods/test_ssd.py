@@ -262,8 +262,9 @@ class ContractTest(chex.TestCase):
             unlearner.init(params, (np.zeros((8, 5), np.float32), full[1][:8]), key=KEY)
         with pytest.raises(ValueError, match="data labels"):
             unlearner.init(params, (full[0], full[1] - 1), key=KEY)
-        with pytest.raises(ValueError, match="alpha"):
-            S.ssd(loss_fn, alpha=-1.0)
+        for alpha in (-1.0, 0.0, float("nan")):  # alpha = 0 would select every parameter the forget set touches
+            with pytest.raises(ValueError, match="alpha"):
+                S.ssd(loss_fn, alpha=alpha)
         with pytest.raises(ValueError, match="rule"):
             S.ssd(loss_fn, rule="zero")
         with pytest.raises(ValueError, match="estimator"):
