@@ -16,6 +16,14 @@ from jaxunlearn.metrics.distance import (
     kl_categorical,
     prediction_l1,
 )
+from jaxunlearn.metrics.forgetting_quality import (
+    ForgettingQuality,
+    final_score,
+    forget_score,
+    forgetting_quality,
+    logit_scaled_confidence,
+    per_example_epsilon,
+)
 from jaxunlearn.metrics.kl import flatten_samples, knn_kl_divergence, nearest_neighbour_distances
 from jaxunlearn.metrics.membership import (
     ThresholdAttack,
@@ -30,6 +38,8 @@ from jaxunlearn.metrics.timing import Stopwatch, speedup, timed
 from jaxunlearn.metrics.zrf import zrf, zrf_score
 
 __all__ = [
+    "ForgettingQuality", "final_score", "forget_score", "forgetting_quality", "logit_scaled_confidence",
+    "per_example_epsilon",
     "Stopwatch", "ThresholdAttack", "accuracy", "activation_distance", "confidence_mia", "distance_to_retrained",
     "entropy", "entropy_attack_from_features", "entropy_mia", "fit_confidence_threshold", "flatten_samples",
     "js_divergence", "kl_categorical", "knn_kl_divergence", "nearest_neighbour_distances", "predict_logits",

@@ -1,4 +1,4 @@
-"""Optax training loops: one jitted step, an epoch as ``lax.scan`` over the stacked batches.
+"""The library's one training loop: an optax step, epochs over data (:func:`fit`), and steps (:func:`scan_steps`).
 
 A step on batch ``b_t`` with PRNG key ``k_t`` is the plain optax update
 
@@ -20,9 +20,18 @@ therefore gives the same run whichever path executes it:
 * host path (``scan=False``, for data that does not fit the device): a Python
   loop over host batches calling the jitted step.
 
-Under a caller's ``jit`` (traced inputs) the epochs themselves run in a
-``lax.scan``, so :func:`fit` and every method built on it stay jittable; with
+Under a caller's ``jit`` (traced inputs) the epochs themselves run in
+:func:`scan_steps`, so :func:`fit` and every method built on it stay jittable; with
 concrete inputs a tqdm bar counts epochs.
+
+``fit(..., mask=m)`` trains only on the examples where ``m`` is true with shapes
+that depend on ``N`` alone (the retain set of an unlearning request, which
+shrinks request after request, without recompiling); :func:`weighted_mean`
+lifts a mean loss to the weighted batches it then receives.
+
+Loops that are not epochs over data (Bayes by Backprop, SG-MCMC chains,
+Selective Amnesia's forgetting steps, attacks) run through :func:`scan_steps`:
+``lax.scan`` with a progress bar advanced from inside the compiled loop.
 """
 
 from __future__ import annotations
@@ -309,7 +318,8 @@ def fit(
       key: PRNG key; shuffle order and the per-step keys are derived from it
         (module docstring), so a run is reproducible.
       shuffle: reshuffle every epoch; ``False`` keeps data order.
-      progress: show a tqdm bar over epochs (concrete inputs only).
+      progress: show a tqdm bar over epochs (under ``jit``, advanced from inside the compiled loop; see
+        :func:`scan_steps`).
       eval_fn: optional ``eval_fn(params, model_state) -> {name: float}`` called after
         every epoch (concrete inputs only); its values join the history.
       scan: ``True`` scans device-resident epochs, ``False`` loops over host batches,
@@ -359,7 +369,8 @@ def fit(
     if not is_concrete((state, data, key, mask)):
         if eval_fn is not None:
             raise ValueError("eval_fn needs concrete values: call fit outside jax.jit to evaluate during training.")
-        state, step_losses = jax.lax.scan(lambda s, e: run(s, e, data, epoch_fn), state, jnp.arange(num_epochs))
+        state, step_losses = scan_steps(lambda s, e: run(s, e, data, epoch_fn), state, jnp.arange(num_epochs),
+                                        progress=progress, desc=desc)
         return state, {"loss": epoch_loss(step_losses), "step_loss": step_losses}
 
     if scan is None:
