@@ -104,7 +104,7 @@ def time_ours(unlearned, retrained, repeats: int) -> tuple[float, np.ndarray]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="F = 20 with the port, 200 ours only")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls of ours per row (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls of ours per row (median)")
     args = parser.parse_args(argv)
     sizes = [(20, True), (200, False)] if args.quick else [(20, True), (100, True), (1000, False)]
 

@@ -1,5 +1,6 @@
 """Evaluation of unlearning: accuracy, membership inference, ZRF, distances to the retrained model,
-the 1-NN KL estimator, and wall-clock timing.
+the 1-NN KL estimator, the NeurIPS 2023 challenge's forgetting-quality score (per-example epsilon from many
+unlearned and retrained models), and wall-clock timing.
 
 Every data-level function takes a ``logits_fn(params, x) -> logits`` (eval
 mode) and parameters; the array-level functions (``js_divergence``,
@@ -38,11 +39,10 @@ from jaxunlearn.metrics.timing import Stopwatch, speedup, timed
 from jaxunlearn.metrics.zrf import zrf, zrf_score
 
 __all__ = [
-    "ForgettingQuality", "final_score", "forget_score", "forgetting_quality", "logit_scaled_confidence",
-    "per_example_epsilon",
-    "Stopwatch", "ThresholdAttack", "accuracy", "activation_distance", "confidence_mia", "distance_to_retrained",
-    "entropy", "entropy_attack_from_features", "entropy_mia", "fit_confidence_threshold", "flatten_samples",
-    "js_divergence", "kl_categorical", "knn_kl_divergence", "nearest_neighbour_distances", "predict_logits",
-    "predict_probs", "prediction_l1", "speedup", "split_accuracies", "timed", "true_class_confidence", "zrf",
-    "zrf_score",
+    "ForgettingQuality", "Stopwatch", "ThresholdAttack", "accuracy", "activation_distance", "confidence_mia",
+    "distance_to_retrained", "entropy", "entropy_attack_from_features", "entropy_mia", "final_score",
+    "fit_confidence_threshold", "flatten_samples", "forget_score", "forgetting_quality", "js_divergence",
+    "kl_categorical", "knn_kl_divergence", "logit_scaled_confidence", "nearest_neighbour_distances",
+    "per_example_epsilon", "predict_logits", "predict_probs", "prediction_l1", "speedup", "split_accuracies",
+    "timed", "true_class_confidence", "zrf", "zrf_score",
 ]

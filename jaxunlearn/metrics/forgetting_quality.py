@@ -39,14 +39,18 @@ this ceiling), so report the score of two sets of retrained models beside a meth
 (:func:`final_score`) multiplies it by the retain- and test-accuracy ratios of unlearned to retrained models.
 
 **Computation.** No threshold grid is materialised. A threshold's rates depend only on where it falls among
-the ``2N`` pooled sorted confidences, so each family is scored on the gaps between consecutive sorted values
-that hold at least one grid point, and a per-``N`` table gives ``eps`` for every pair of counts. Whether a
-gap holds a grid point is decided from the number of grid points ``<= x`` at each sorted value ``x``, computed
-from the grid's closed form and checked exactly on the few grid points around it; the grid points are
-rounded exactly as ``numpy.linspace`` rounds them (``start + i * step``, the last one ``stop``; the product
-is split so that a fused multiply-add cannot change it). The double family thus costs ``O(401 * 2N)`` per
-example instead of ``N * 160,400`` comparisons, with the same numbers. Examples are vectorised, in chunks of
-``chunk_size`` through ``jax.lax.map``; memory grows as ``chunk_size * 401 * (2N + 1)``.
+the ``2N`` pooled sorted confidences ``s_1 <= ... <= s_2N``: a threshold with ``k`` values below it predicts
+``N - below[k]`` of a side positive, a window ``[t_l, t_r]`` with ``k`` values below ``t_l`` and ``m`` values
+``<= t_r`` holds ``below[m] - below[k]`` of a side, and a per-``N`` table gives ``eps_t`` for every pair of
+counts. So each family only needs to know which gaps ``(s_k, s_{k+1}]`` hold a point of its grids: the first
+grid point above ``s_k`` has index ``#{points <= s_k}``, located by the grid's closed form and settled by one
+exact comparison with the grid point nearest to ``s_k``. Grid points are rounded exactly as
+``numpy.linspace`` rounds them (``start + i * step``, the last one ``stop``; the product is split so that a
+fused multiply-add cannot change it). For the double family this is ``401 x (2N + 1)`` gaps per example
+(one row per right threshold), whose hits are or-ed over the right thresholds sharing ``m`` into a
+``[2N + 1, 2N + 1]`` table of windows, instead of ``N x 160,400`` comparisons per side; the numbers are the
+same. Examples are vectorised, in chunks of ``chunk_size`` through ``jax.lax.map``; memory grows as
+``chunk_size * 401 * (2N + 1)``.
 
 **Precision.** The grid sizes ``ceil(range * 100)`` and the grid points are float64 quantities (400 or 401
 right thresholds depending on the last bit of a range). Called on concrete arrays, every public function here
@@ -62,7 +66,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -277,27 +282,27 @@ def _example_epsilon(unlearned: jax.Array, retrained: jax.Array, table: jax.Arra
     left_hit = _gaps_hit(pooled, centres - _BUFFER, centres + _BUFFER, jnp.asarray(_NUM_LEFT))  # [401, 2N + 1]
     left_hit &= (slots < right_num)[:, None]
     # the (m, k) that some threshold pair realises: hits of the right thresholds with m_j = m, or-ed
-    realised = jax.ops.segment_max(
-        left_hit.astype(jnp.int32), at_most_right, num_segments=2 * n + 1, indices_are_sorted=True
-    ) > 0
+    realised = jnp.zeros((2 * n + 1, 2 * n + 1), bool).at[at_most_right].max(left_hit, indices_are_sorted=True)
     double = jnp.where(realised, window_eps, -jnp.inf)
 
     best = jnp.maximum(jnp.max(single), jnp.max(double))  # -inf: no threshold kept
     eps = jnp.where(spike, EPSILON_CAP, jnp.clip(best, 0.0, EPSILON_CAP))
     finite = jnp.all(jnp.isfinite(unlearned)) & jnp.all(jnp.isfinite(retrained))
-    problem = jnp.select(
-        [~finite, spike, right_num > _RIGHT_SLOTS, best == -jnp.inf], [1, 0, 2, 3], 0
-    )
+    problem = jnp.select([~finite, spike, right_num > _RIGHT_SLOTS, best == -jnp.inf], [1, 0, 2, 3], 0)
     return eps, problem
 
 
 _PROBLEMS = (
     None,
     "its confidences are not all finite (NaN or inf)",
-    f"its right-threshold grid needs more than {_RIGHT_SLOTS} points (confidences of |conf| ~ 1e12 and beyond "
-    "round the grid's range)",
-    "no decision threshold is kept (each has exactly one of FPR, FNR equal to 0, e.g. both samples are the same "
-    "constant), so its epsilon is undefined",
+    (
+        f"its right-threshold grid needs more than {_RIGHT_SLOTS} points (confidences of |conf| ~ 1e12 and beyond "
+        "round the grid's range)"
+    ),
+    (
+        "no decision threshold is kept (each has exactly one of FPR, FNR equal to 0, e.g. both samples are the "
+        "same constant), so its epsilon is undefined"
+    ),
 )
 
 
@@ -425,9 +430,7 @@ def _forgetting_quality(unlearned_logits, retrained_logits, labels, delta, chunk
         )
     if jnp.shape(labels) != unlearned_logits.shape[1:2]:
         raise ValueError(f"labels must be [F] = {unlearned_logits.shape[1:2]}; got shape {jnp.shape(labels)}.")
-    eps = _epsilons(
-        _confidence(unlearned_logits, labels), _confidence(retrained_logits, labels), delta, chunk_size
-    )
+    eps = _epsilons(_confidence(unlearned_logits, labels), _confidence(retrained_logits, labels), delta, chunk_size)
     return ForgettingQuality(eps, _forget_score(eps, unlearned_logits.shape[0]))
 
 

@@ -145,6 +145,20 @@ def test_epsilons_match_bruteforce_port(seed, n):
     assert 0 < np.sum((want > 0) & (want < 50))  # the comparison covers finite, capped and zero epsilons
 
 
+def test_boundary_rules():
+    # columns 0-1, equal medians: the unlearned side is positive; column 2, equal ranges: the negative side is
+    # the peakier one (the other choices give 0.693 and 0.405 instead of 0.693, 0.693 instead of 1.386);
+    # column 3, range ratio exactly 0.01: no spike; column 4, a window holding all of one side and none of the
+    # other (FPR = FNR = 1, both logarithms undefined) is discarded beside perfect separation
+    u = np.array([[2, 2, 2, 3, 1, 3, 2, 0], [3, 1, 1, 2, 0, 0, 1, 0], [1, 2, 3, 1, 1, 3, 3, 3],
+                  [0, 0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 1], np.linspace(0, 0.5, 8)]).T
+    r = np.array([[1, 3, 2, 0, 3, 2, 3, 0], [2, 1, 0, 3, 1, 2, 0, 1], [1, 2, 3, 2, 3, 2, 2, 1],
+                  [0, 0.3, 0.7, 1, 30, 60, 90, 100], np.linspace(1, 2, 8)]).T
+    want = ref_epsilons(u, r)
+    np.testing.assert_allclose(want, [0.6931072, 0.6931072, 1.3862744, 1.6094219, 50], atol=1e-6)
+    np.testing.assert_allclose(metrics.per_example_epsilon(u, r), want, rtol=0, atol=1e-6)
+
+
 def test_right_grid_sizes_400_and_401_both_covered():
     # the number of right thresholds, ceil((max + 2 - (min + w - 2)) * 100), is 400 or 401 by rounding alone
     rng = np.random.default_rng(7)
