@@ -95,11 +95,12 @@ def method_key(key: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
-def _warm_time(fn: Callable[[], Any], warm: bool) -> tuple[Any, float]:
-    """``fn()`` and its wall time; with ``warm`` a first untimed call compiles, so the time excludes compilation."""
+def _warm_time(fn: Callable[[str], Any], warm: bool) -> tuple[Any, float]:
+    """``fn(what)`` and its wall time; with ``warm`` a first untimed call (``what="warm-up, untimed"``)
+    compiles, so the timed call (``what="timed"``) excludes compilation."""
     if warm:
-        jax.block_until_ready(fn())
-    return metrics.timed(fn)
+        jax.block_until_ready(fn("warm-up, untimed"))
+    return metrics.timed(lambda: fn("timed"))
 
 
 def _evaluate(module, variables, params, split, test: Dataset, retrained_params, teacher_params) -> dict[str, float]:
@@ -126,7 +127,8 @@ def run_seed(config: ForgettingConfig, seed: int, *, progress: bool = True,
     log(f"[seed {seed}] {config.dataset}/{config.model_name}, scenario {config.scenario}: {split.sizes}")
     original = _train(module, train, config, k_orig, f"seed {seed}: original", progress)
     retrained, retrain_seconds = _warm_time(
-        lambda: _train(module, split.retain_train, config, k_retrain, f"seed {seed}: retrain", progress),
+        lambda what: _train(module, split.retain_train, config, k_retrain, f"seed {seed}: retrain ({what})",
+                            progress),
         config.warm_timing,
     )
     ctx = MethodContext(module, original, split, train.num_classes, input_shape, config.epochs,
@@ -142,7 +144,8 @@ def run_seed(config: ForgettingConfig, seed: int, *, progress: bool = True,
             unlearner = build_method(name, ctx)
             k_init, k_update = jax.random.split(method_key(k_methods, name))
 
-            def run(unlearner=unlearner, k_init=k_init, k_update=k_update):
+            def run(what, unlearner=unlearner, k_init=k_init, k_update=k_update):
+                del what  # methods run without a bar of their own
                 state = unlearner.init(original["params"], data, key=k_init)
                 return unlearner.update(original["params"], request, state, key=k_update)[0]
 
