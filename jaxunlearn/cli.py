@@ -3,6 +3,7 @@
     jaxunlearn forget                                  # digits, class 3, every method, 3 seeds
     jaxunlearn forget --scenario random:50 --methods ssd,finetune,scrub --seeds 0,1
     jaxunlearn forget --dataset cifar20 --model resnet18 --scenario subclass:rocket --data-dir ~/tensorflow_datasets
+    jaxunlearn forget --models 32 --seeds 0           # + the challenge's forget and final scores from 32 models a side
 
 Every argument is checked before any data is loaded or any model trained
 (:func:`validate_forget_args`): a wrong value ends the command within seconds
@@ -101,15 +102,18 @@ def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
 
     Returns:
       The keyword arguments of ``jaxunlearn.experiments.ForgettingConfig`` (dataset name normalised,
-      methods resolved, seeds parsed) and ``"out"``: the result folder of this run.
+      methods resolved, seeds parsed), ``"out"``: the result folder of this run, and ``"models"``: the
+      number of models per side of a many-model run (``--models``), or ``None``.
 
     Raises:
       UsageError: the first argument that cannot run, with what is accepted.
     """
     from jaxunlearn._validation import check_number, check_positive_int
     from jaxunlearn.data import DATASETS
+    from jaxunlearn.experiments.classification import DEFAULT_MODEL
+    from jaxunlearn.experiments.many_models import check_model, check_num_models
     from jaxunlearn.experiments.registry import resolve_methods
-    from jaxunlearn.experiments.report import RESULT_FILES
+    from jaxunlearn.experiments.report import EPSILON_FILE, RESULT_FILES
     from jaxunlearn.io import check_output_folder, check_replaceable
     from jaxunlearn.models import MODELS
 
@@ -117,6 +121,8 @@ def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
         epochs = check_positive_int(args.epochs, "--epochs")
         batch_size = check_positive_int(args.batch_size, "--batch-size")
         lr = check_number(args.lr, "--lr", low=0.0, low_inclusive=False)
+        models = getattr(args, "models", None)  # absent from a Namespace built without --models
+        num_models = None if models is None else check_num_models(models, "--models")
     except ValueError as err:
         raise UsageError(str(err)) from None
     seeds = parse_seeds(args.seeds)
@@ -131,6 +137,11 @@ def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}.")
     if args.model is not None and args.model not in MODELS:
         raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}.")
+    if num_models is not None:
+        try:
+            check_model(args.model or DEFAULT_MODEL.get(dataset, "mlp"))
+        except ValueError as err:
+            raise UsageError(f"--models: {err}") from None
     if args.data_dir is not None and os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
         raise UsageError(f"--data-dir {args.data_dir} is not a folder.")
     _check_scenario(args.scenario, dataset, seeds)
@@ -140,12 +151,13 @@ def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--out: {err}") from None
     folder = os.path.join(out, f"{dataset}-{args.scenario.strip().replace(':', '_')}")
     try:
-        check_replaceable(folder, RESULT_FILES)
+        check_replaceable(folder, RESULT_FILES + ((EPSILON_FILE,) if num_models else ()))
     except OSError as err:
         raise UsageError(f"--out: {err}") from None
     return {"dataset": dataset, "scenario": args.scenario.strip(), "methods": methods, "seeds": seeds,
             "model": args.model, "epochs": epochs, "batch_size": batch_size, "learning_rate": lr,
-            "data_dir": args.data_dir, "download": args.download, "warm_timing": not args.cold_timing, "out": folder}
+            "data_dir": args.data_dir, "download": args.download, "warm_timing": not args.cold_timing, "out": folder,
+            "models": num_models}
 
 
 def _forget(args: argparse.Namespace) -> int:
@@ -164,26 +176,51 @@ def _forget(args: argparse.Namespace) -> int:
     )
     from jaxunlearn.io import new_run_id
 
-    out = checked.pop("out")
+    out, num_models = checked.pop("out"), checked.pop("models")
     config = ForgettingConfig(**checked)
     run_id = new_run_id()
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     try:
         rows = run_forgetting(config, progress=not args.quiet, log=log)
+        epsilons = None if num_models is None else _many_models(config, num_models, rows, not args.quiet, log)
     except (DatasetNotAvailableError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     summaries = summarise(rows)
     title = f"{config.dataset} / {config.model_name} / {config.scenario}, {len(config.seeds)} seed(s)"
+    if num_models is not None:
+        from jaxunlearn.experiments.many_models import notes
+
+        summaries = [{**s, "note": notes(s["method"])} for s in summaries]
+        title += f", {num_models} models a side for the forget and final scores"
     print(f"\n{title}\n")
     print(format_table(summaries))
     try:
-        paths = write_results(out, {**dataclasses.asdict(config), "title": title}, rows, summaries, run_id=run_id)
+        paths = write_results(out, {**dataclasses.asdict(config), "models": num_models, "title": title}, rows,
+                              summaries, run_id=run_id, epsilons=epsilons)
     except OSError as err:
         print(f"error: cannot write the results to {out}: {err}", file=sys.stderr)
         return 1
     print("\nwrote " + ", ".join(paths))
     return 0
+
+
+def _many_models(config: Any, num_models: int, rows: list[dict], progress: bool, log: Any) -> dict:
+    """Add each seed's many-model scores to ``rows`` (matched by seed and method); returns the per-example
+    epsilons ``{seed: {method: [F]}}`` (:func:`jaxunlearn.experiments.many_models.run_many_models`, the model
+    axis sharded over every device)."""
+    from jaxunlearn.experiments.many_models import run_many_models
+    from jaxunlearn.sharding import model_mesh
+
+    epsilons = {}
+    for seed in config.seeds:
+        result = run_many_models(config, seed, num_models, mesh=model_mesh(), progress=progress, log=log)
+        by_method = {r["method"]: r for r in result.rows}
+        for row in rows:
+            if row["seed"] == seed:
+                row.update({k: v for k, v in by_method[row["method"]].items() if k not in ("seed", "method")})
+        epsilons[seed] = result.epsilons
+    return epsilons
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="results folder (default: results/); each run replaces <out>/<dataset>-<scenario>/ whole")
     f.add_argument("--cold-timing", action="store_true",
                    help="time each method's first call, XLA compilation included (default: a warm second call)")
+    f.add_argument("--models", type=int, nargs="?", const=32, default=None, metavar="N",
+                   help="also train N (>= 2; 32 when given without a value) originals and N retrained models per "
+                        "seed, unlearn all N with each method vmapped, and add the NeurIPS 2023 challenge's forget "
+                        "and final scores (retrain row: a second set of N retrained models, the ceiling), a "
+                        "per-example epsilon histogram and the epsilons in results.json (default: off)")
     f.add_argument("--quiet", action="store_true", help="no progress output")
     f.set_defaults(run=_forget)
     try:
