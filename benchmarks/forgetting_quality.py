@@ -3,7 +3,7 @@
     python benchmarks/forgetting_quality.py            # F = 20, 100 (port and ours), 1000 (ours), N = 32
     python benchmarks/forgetting_quality.py --quick    # F = 20 (port and ours), 200 (ours)
 
-The port (copied from ``tests/metrics/test_metrics_forgetting_quality.py``) loops over the forget examples
+The port (``tests/metrics/forgetting_quality_reference.py``, the tests' reference) loops over the forget examples
 in Python and materialises, per example, both threshold grids (about 160,000 threshold pairs of the
 double-threshold family against the ``N`` models of each side), as the rules are stated in
 :mod:`jaxunlearn.metrics.forgetting_quality`. Ours is :func:`jaxunlearn.metrics.per_example_epsilon`
@@ -20,7 +20,9 @@ distribution on both sides), which is well below 1 at N = 32 (about 0.2).
 from __future__ import annotations
 
 import argparse
+import pathlib
 import statistics
+import sys
 import time
 
 import jax
@@ -28,55 +30,11 @@ import numpy as np
 
 from jaxunlearn import metrics
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "metrics"))
+from forgetting_quality_reference import ref_epsilons  # noqa: E402 - the tests' independent numpy port
+
 N_MODELS = 32
 DELTA = 1e-5
-
-
-# -- the per-example numpy port ---------------------------------------------------------------------------------
-
-
-def port_threshold_eps(tpr, fnr, fpr, tnr, delta):
-    """eps per threshold: inf on perfect separation, NaN when discarded."""
-    with np.errstate(all="ignore"):
-        terms = np.stack([np.log(1 - delta - fpr) - np.log(fnr), np.log(1 - delta - fnr) - np.log(fpr)])
-        both_nan = np.isnan(terms).all(axis=0)
-        logs = np.clip(np.where(both_nan, np.nan, np.nanmax(np.where(both_nan, 0.0, terms), axis=0)), 0, None)
-    perfect = (fpr == 0) & (fnr == 0) & (tpr == 1) & (tnr == 1)
-    one_zero = ((fpr == 0) | (fnr == 0)) & ~perfect
-    return np.where(perfect, np.inf, np.where(one_zero, np.nan, logs))
-
-
-def port_example_epsilon(unlearned, retrained, delta=DELTA):
-    pos, neg = (retrained, unlearned) if np.median(retrained) > np.median(unlearned) else (unlearned, retrained)
-    range_pos, range_neg = pos.max() - pos.min(), neg.max() - neg.min()
-    if range_pos + range_neg > 0 and min(range_pos, range_neg) / max(range_pos, range_neg) < 0.01:
-        return 50.0
-    lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
-    t = np.linspace(lo, hi, int(np.ceil((hi - lo) * 100)))
-    single = port_threshold_eps(
-        (pos[:, None] >= t).mean(0), (pos[:, None] < t).mean(0), (neg[:, None] >= t).mean(0),
-        (neg[:, None] < t).mean(0), delta,
-    )
-    peak, other = (neg, pos) if range_pos >= range_neg else (pos, neg)
-    w = min(range_pos, range_neg)
-    right_lo, right_hi = peak.min() + w - 2, peak.max() + 2
-    rights = np.linspace(right_lo, right_hi, int(np.ceil((right_hi - right_lo) * 100)))
-    t_left = np.concatenate([np.linspace(tr - w - 2, tr - w + 2, 400) for tr in rights])
-    t_right = np.repeat(rights, 400)
-
-    def predicted(c):
-        return (t_left <= c[:, None]) & (c[:, None] <= t_right)
-
-    tpr = predicted(peak).mean(0)
-    fpr = predicted(other).mean(0)
-    double = port_threshold_eps(tpr, 1 - tpr, fpr, 1 - fpr, delta)
-    eps = np.concatenate([single, double])
-    eps = eps[~np.isnan(eps)]
-    return float(np.clip(eps.max(), 0, 50))
-
-
-def port_epsilons(unlearned, retrained):
-    return np.array([port_example_epsilon(unlearned[:, i], retrained[:, i]) for i in range(unlearned.shape[1])])
 
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
@@ -118,7 +76,7 @@ def main(argv=None):
         ours /= num_examples
         if with_port:
             start = time.perf_counter()
-            want = port_epsilons(unlearned, retrained)
+            want = ref_epsilons(unlearned, retrained)
             port_per_example = (time.perf_counter() - start) / num_examples
             diff, mark = f"{np.abs(eps - want).max():12.1e}", ""
         else:
