@@ -48,8 +48,8 @@ import numpy as np
 from blackjax.sgmcmc import diffusions
 from blackjax.util import generate_gaussian_noise
 
-from jaxunlearn._validation import check_key, check_number, check_positive_int, num_examples
-from jaxunlearn.data.minibatch import all_alive, check_alive_count, check_batch_size, draw_unchecked, take
+from jaxunlearn._validation import check_key, check_number, check_positive_int
+from jaxunlearn.data.minibatch import alive_mask, draw_unchecked, take
 from jaxunlearn.train.loop import scan_steps
 
 __all__ = [
@@ -222,12 +222,7 @@ def run_chain(
     num_steps = check_positive_int(num_steps, "num_steps", allow_zero=True)
     check_key(key)
     check_step_size(lr, "lr")
-    size = num_examples(data, "data")
-    alive = all_alive(data) if alive is None else jnp.asarray(alive)
-    if alive.shape != (size,) or alive.dtype != jnp.bool_:
-        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
-    batch_size = check_batch_size(alive, batch_size)
-    check_alive_count(alive, batch_size)
+    alive, batch_size = alive_mask(data, alive, batch_size)
     n = jnp.sum(alive)
     schedule = constant_decay() if schedule is None else schedule
 

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn._validation import check_finite, check_key, check_positive_int, num_examples
+from jaxunlearn._validation import check_finite, check_key, check_positive_int
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.data.minibatch import all_alive, check_alive_count, check_batch_size, draw_unchecked, take
+from jaxunlearn.data.minibatch import alive_mask, draw_unchecked, take
 from jaxunlearn.train.loop import TrainState, init_train_state, make_step, scan_steps, with_key
 
 __all__ = ["VIResult", "fit_vi"]
@@ -80,12 +80,7 @@ def fit_vi(
     num_steps = check_positive_int(num_steps, "num_steps")
     check_key(key)
     check_finite(params, "params")
-    size = num_examples(data, "data")
-    alive = all_alive(data) if alive is None else jnp.asarray(alive)
-    if alive.shape != (size,) or alive.dtype != jnp.bool_:
-        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
-    batch_size = check_batch_size(alive, batch_size)
-    check_alive_count(alive, batch_size)
+    alive, batch_size = alive_mask(data, alive, batch_size)
     n = jnp.sum(alive)
     step = make_step(with_key(lambda p, batch, k: energy.energy(p, batch, n, k)), optimizer)
     if opt_state is None:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from jaxunlearn._validation import check_positive_int, num_examples, raise_if
 
-__all__ = ["all_alive", "check_alive_count", "check_batch_size", "check_batches", "draw_batches", "draw_indices",
+__all__ = ["alive_mask", "all_alive", "check_alive_count", "check_batch_size", "check_batches", "draw_batches", "draw_indices",
            "draw_unchecked", "take"]
 
 
@@ -46,6 +46,18 @@ def _too_few(count, batch_size):
         f"only {int(count)} examples are still in the model, fewer than batch_size={int(batch_size)}: a "
         "minibatch would have to contain removed examples. Lower batch_size, or stop removing."
     )
+
+
+def alive_mask(data: Any, alive: Any, batch_size: int) -> tuple[jax.Array, int]:
+    """``(alive, batch_size)`` checked for a loop that draws minibatches of ``data``: ``alive`` a bool ``[N]``
+    mask (``None``: every example), ``batch_size`` positive, at most ``N`` and at most the alive count."""
+    size = num_examples(data, "data")
+    alive = all_alive(data) if alive is None else jnp.asarray(alive)
+    if alive.shape != (size,) or alive.dtype != jnp.bool_:
+        raise ValueError(f"alive must be a boolean mask of shape ({size},), got {alive.dtype} {alive.shape}.")
+    batch_size = check_batch_size(alive, batch_size)
+    check_alive_count(alive, batch_size)
+    return alive, batch_size
 
 
 def check_alive_count(alive: jax.Array, batch_size: int) -> None:
