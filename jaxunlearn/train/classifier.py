@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunlearn._validation import check_classifier_data, num_examples
+from jaxunlearn._validation import check_classifier_data, check_key, check_positive_int, num_examples
 from jaxunlearn.curvature.chunks import chunked_map, chunked_sum
 from jaxunlearn.models.classifier import logits_fn as model_logits_fn
 from jaxunlearn.models.classifier import split_variables, training_loss
-from jaxunlearn.train.inputs import as_xy, check_key, check_positive_int
+from jaxunlearn.train.inputs import as_xy
 from jaxunlearn.train.loop import fit, init_train_state
 from jaxunlearn.train.seeds import train_many_seeds
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxunlearn._validation import check_key, check_positive_int, num_examples  # noqa: F401 (re-exported)
+from jaxunlearn._validation import num_examples
 
 
 def is_dataset(data: Any) -> bool:

@@ -44,9 +44,9 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxunlearn._validation import is_concrete, num_examples
+from jaxunlearn._validation import check_key, check_positive_int, is_concrete, num_examples
 from jaxunlearn.curvature.chunks import split_chunks
-from jaxunlearn.train.inputs import as_arrays, check_key, check_positive_int
+from jaxunlearn.train.inputs import as_arrays
 
 TrainLossFn = Callable[[Any, Any, Any, Any], tuple[jax.Array, Any]]
 """``loss_fn(params, model_state, batch, key) -> (scalar loss, new_model_state)``."""

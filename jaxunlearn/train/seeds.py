@@ -23,8 +23,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxunlearn._validation import num_examples
-from jaxunlearn.train.inputs import as_arrays, check_key, check_positive_int
+from jaxunlearn._validation import check_key, check_positive_int, num_examples
+from jaxunlearn.train.inputs import as_arrays
 from jaxunlearn.train.loop import (
     TrainLossFn,
     TrainState,
