@@ -12,7 +12,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
-    "amnesia", "bayes", "curvature", "data", "experiments", "io", "methods", "metrics", "models", "train",
+    "amnesia", "bayes", "curvature", "data", "experiments", "io", "loops", "methods", "metrics", "models",
+    "sharding", "train",
 )
 _ERRORS = ("jit", "keep_errors")
 __all__ = [*_SUBPACKAGES, *_ERRORS, "__version__"]

@@ -24,17 +24,21 @@ classified as ``c_f``). Shapes: ``z`` (B, z_dim), conditions (B, C), images (B, 
   guided by the classifier it can produce adversarial images for that
   classifier; pass ``judge_log_probs_fn`` (an independently trained second
   classifier) to score the recovered images with a model the attack never saw.
+  Its optimisation is compiled once per CVAE, classifier function, settings and loop policy: attacking
+  another model of the same shapes (or the same one with another key) compiles nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_labels, check_positive_int
 from jaxunlearn.amnesia.evaluation import LogProbsFn, quantize_8bit, score_samples
 from jaxunlearn.models.cvae import CVAE, decode, encode, flatten_images, one_hot
@@ -158,30 +162,12 @@ def optimization_attack(
     and, when given, ``judge_prob``/``judge_accuracy`` under ``judge_log_probs_fn``; ``condition_mass`` is the
     mean softmax weight on ``c_f``; ``images`` (R, D), ``z`` and ``condition`` (R, C) the results.
     """
-    nc = module.num_classes
-    f = _check_class(forget_class, nc, "forget_class")
+    f = _check_class(forget_class, module.num_classes, "forget_class")
     num_restarts = check_positive_int(num_restarts, "num_restarts")
     num_steps = check_positive_int(num_steps, "num_steps", allow_zero=True)
-    kz, ka = jax.random.split(key)
-    z0 = jax.random.normal(kz, (num_restarts, module.z_dim))
-    a0 = 0.1 * jax.random.normal(ka, (num_restarts, nc))
-    mask = jnp.zeros((nc,)).at[f].set(-jnp.inf if mask_forgotten else 0.0)
-    opt = optax.adam(learning_rate)
-
-    def condition(a):
-        return jax.nn.softmax(a + mask, axis=-1)
-
-    def objective(v, _):
-        z, a = v
-        lp = log_probs_fn(decode(module, params, z, condition(a)))
-        return -(jnp.mean(lp[:, f]) - prior_weight * 0.5 * jnp.mean(jnp.sum(z**2, -1)))
-
-    step = make_step(params_only(objective), opt)
-    state, _ = scan_steps(lambda s, t: step(s, None, None), init_train_state((z0, a0), opt), jnp.arange(num_steps),
-                          progress=progress, desc="optimisation attack")
-    z, a = state.params
-    cond = condition(a)
-    x = decode(module, params, z, cond)
+    attack = _attack_program(module, log_probs_fn, f, num_restarts, num_steps, float(learning_rate),
+                             float(prior_weight), bool(mask_forgotten), bool(progress), loops.get_policy())
+    z, cond, x = attack(params, key)
     prob, hit = _judged(log_probs_fn, x, f)
     out = {"prob": float(prob.mean()), "accuracy": float(hit.mean()), "condition_mass": float(jnp.mean(cond[:, f])),
            "images": np.asarray(x), "z": np.asarray(z), "condition": np.asarray(cond)}
@@ -189,3 +175,37 @@ def optimization_attack(
         jp, jh = _judged(judge_log_probs_fn, x, f)
         out["judge_prob"], out["judge_accuracy"] = float(jp.mean()), float(jh.mean())
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _attack_program(module: CVAE, log_probs_fn: LogProbsFn, f: int, num_restarts: int, num_steps: int,
+                    learning_rate: float, prior_weight: float, mask_forgotten: bool, progress: bool,
+                    policy: str) -> Callable:
+    """``attack(params, key) -> (z, condition, images)`` of :func:`optimization_attack`, jitted."""
+    del policy  # a key only: the loops read the policy in force when traced (jaxunlearn.loops)
+
+    nc = module.num_classes
+    opt = optax.adam(learning_rate)
+
+    def attack(params, key):
+        mask = jnp.zeros((nc,)).at[f].set(-jnp.inf if mask_forgotten else 0.0)
+
+        def condition(a):
+            return jax.nn.softmax(a + mask, axis=-1)
+
+        def objective(v, _):
+            z, a = v
+            lp = log_probs_fn(decode(module, params, z, condition(a)))
+            return -(jnp.mean(lp[:, f]) - prior_weight * 0.5 * jnp.mean(jnp.sum(z**2, -1)))
+
+        kz, ka = jax.random.split(key)
+        z0 = jax.random.normal(kz, (num_restarts, module.z_dim))
+        a0 = 0.1 * jax.random.normal(ka, (num_restarts, nc))
+        step = make_step(params_only(objective), opt)
+        state, _ = scan_steps(lambda s, t: step(s, None, None), init_train_state((z0, a0), opt),
+                              jnp.arange(num_steps), progress=progress, desc="optimisation attack")
+        z, a = state.params
+        cond = condition(a)
+        return z, cond, decode(module, params, z, cond)
+
+    return jax.jit(attack)

@@ -30,7 +30,14 @@ Step-size schedules (``decay(t)``, ``t`` = steps taken so far): :func:`power_dec
 The ICLR'22 schedule ``eta_k = (sp / n) k^-0.5005``, ``k = 1, 2, ...`` is ``power_decay(-0.5005)``.
 
 Chains run in :func:`jaxunlearn.train.loop.scan_steps` (:func:`run_chain`), drawing
-minibatches from the points still in the posterior (:mod:`jaxunlearn.data.minibatch`).
+minibatches from shuffled epochs over the points still in the posterior
+(:func:`jaxunlearn.data.minibatch.shuffled_batches`: the originals' shuffled ``drop_last``
+loader, ``O(batch)`` per step).
+
+Compiled once: a sampler's ``step`` is jitted when the sampler is built, and
+:func:`run_chain` keeps one compiled chain per sampler and static configuration
+(``num_steps``, ``batch_size``, ``record``, ``progress``) and loop policy
+(:mod:`jaxunlearn.loops`), so a second call with the same shapes compiles nothing.
 
 Step sizes must be positive and the SGHMC friction ``alpha`` must lie in ``(0, 1]``;
 both raise ``ValueError`` naming the argument when they are Python numbers (at
@@ -39,6 +46,7 @@ configuration, or when a step is called eagerly); traced step sizes are not chec
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import blackjax
@@ -48,8 +56,9 @@ import numpy as np
 from blackjax.sgmcmc import diffusions
 from blackjax.util import generate_gaussian_noise
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_key, check_number, check_positive_int
-from jaxunlearn.data.minibatch import alive_mask, draw_unchecked, take
+from jaxunlearn.data.minibatch import alive_mask, shuffled_unchecked, take
 from jaxunlearn.train.loop import scan_steps
 
 __all__ = [
@@ -74,8 +83,8 @@ class Sampler(NamedTuple):
 
     ``n`` is the current number of points in the posterior (the energy's
     ``n``), ``lr`` the base step size (already divided by the training-set
-    size), ``decay`` the schedule's factor at this step. ``step`` is pure and
-    jittable; jit it (or the loop around it) once and reuse it.
+    size), ``decay`` the schedule's factor at this step. ``step`` is pure, jittable and
+    compiled once when the sampler is built (its Python-number checks run before).
     """
 
     init: Callable[[Any], SamplerState]
@@ -103,6 +112,17 @@ def _neg_grad(energy_fn: EnergyFn, n: Any) -> Callable[[Any, Any], Any]:
     return grad_logdensity
 
 
+def _checked(core: Callable[..., SamplerState]) -> Callable[..., SamplerState]:
+    """The public ``step``: checks Python-number step sizes, then calls the jitted ``core``."""
+
+    def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
+        check_step_size(lr, "lr")
+        check_step_size(decay, "decay")
+        return core(key, state, minibatch, n, lr, decay)
+
+    return step
+
+
 def sgld(energy_fn: EnergyFn) -> Sampler:
     """SGLD ``theta <- theta - eta grad F_hat + N(0, 2 eta)`` with ``eta = lr * decay``, via blackjax's kernel.
 
@@ -111,13 +131,12 @@ def sgld(energy_fn: EnergyFn) -> Sampler:
     """
     kernel = blackjax.sgld.build_kernel()
 
-    def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
-        check_step_size(lr, "lr")
-        check_step_size(decay, "decay")
+    @jax.jit
+    def core(key, state: SamplerState, minibatch, n, lr, decay) -> SamplerState:
         position = kernel(key, state.position, _neg_grad(energy_fn, n), minibatch, lr * decay, 1.0)
         return SamplerState(position, state.momentum, state.count + 1)
 
-    return Sampler(_init, step, "sgld")
+    return Sampler(_init, _checked(core), "sgld")
 
 
 def sghmc(energy_fn: EnergyFn, alpha: float) -> Sampler:
@@ -127,9 +146,8 @@ def sghmc(energy_fn: EnergyFn, alpha: float) -> Sampler:
     """
     alpha = check_number(alpha, "alpha (the SGHMC friction)", low=0.0, low_inclusive=False, high=1.0)
 
-    def step(key, state: SamplerState, minibatch, n, lr, decay=1.0) -> SamplerState:
-        check_step_size(lr, "lr")
-        check_step_size(decay, "decay")
+    @jax.jit
+    def core(key, state: SamplerState, minibatch, n, lr, decay) -> SamplerState:
         eta = lr * decay
         friction = alpha * jnp.sqrt(decay)
         eps = jnp.sqrt(eta)
@@ -148,7 +166,7 @@ def sghmc(energy_fn: EnergyFn, alpha: float) -> Sampler:
         position = jax.tree.map(jnp.add, state.position, v)
         return SamplerState(position, v, state.count + 1)
 
-    return Sampler(_init, step, "sghmc")
+    return Sampler(_init, _checked(core), "sghmc")
 
 
 def power_decay(exponent: float) -> Callable[[jax.Array], jax.Array]:
@@ -193,11 +211,15 @@ def run_chain(
 ) -> tuple[SamplerState, ChainTrace]:
     """``num_steps`` sampler steps on minibatches of the alive points of ``data``, as one compiled scan.
 
-    Step ``t`` (``t = state.count``, so a chain resumes its schedule) takes the
-    key ``k_t = jax.random.split(key, num_steps)[t]``, split into a minibatch
-    key and a sampler-noise key, draws ``batch_size`` alive points and calls
-    ``sampler.step`` with ``n = sum(alive)`` and ``decay = schedule(state.count)``
-    (constant 1 when ``schedule`` is ``None``).
+    Randomness: ``k_batches, k_steps = jax.random.split(key)``. The minibatches are
+    ``shuffled_batches(k_batches, alive, num_steps, batch_size)``
+    (:func:`jaxunlearn.data.minibatch.shuffled_batches`: shuffled epochs over the alive
+    points, ``O(batch_size)`` per step); step ``t`` calls ``sampler.step`` with the key
+    ``jax.random.split(k_steps, num_steps)[t]``, ``n = sum(alive)`` and
+    ``decay = schedule(state.count + t)`` (constant 1 when ``schedule`` is ``None``), so a
+    chain resumes its schedule where it stopped (every step advances ``count`` by one).
+    The decays are evaluated before the loop, so the schedule is any function of the
+    step count and never part of the compiled program.
 
     Args:
       sampler, key, state: the sampler, a PRNG key, the chain's state.
@@ -211,27 +233,39 @@ def run_chain(
     Returns:
       ``(state, ChainTrace)``.
 
-    Pure and jittable; ``run_chain`` itself compiles nothing, so jit it once
-    with the callables bound (they cannot be jit arguments) and the integer
-    options static, then reuse it::
-
-        chain = jax.jit(functools.partial(bayes.run_chain, sampler, schedule=schedule),
-                        static_argnames=("num_steps", "batch_size", "record", "progress"))
-        state, trace = chain(key, state, data, lr=lr, num_steps=2000, batch_size=64, alive=alive)
+    Compiled once: the chain program is jitted per ``sampler``, static options and loop
+    policy (kept in a cache of the 32 latest), so calling ``run_chain`` again with the same
+    shapes, in a Python loop or not, compiles nothing. It is also pure and jittable, and
+    runs unchanged under a caller's ``jax.jit`` or ``jax.vmap``.
     """
     num_steps = check_positive_int(num_steps, "num_steps", allow_zero=True)
     check_key(key)
     check_step_size(lr, "lr")
     alive, batch_size = alive_mask(data, alive, batch_size)
-    n = jnp.sum(alive)
     schedule = constant_decay() if schedule is None else schedule
+    decays = jax.vmap(schedule)(state.count + jnp.arange(num_steps, dtype=jnp.int32))
+    chain = _compiled_chain(sampler, num_steps, batch_size, bool(record), bool(progress), loops.get_policy())
+    return chain(key, state, data, lr, alive, decays)
 
-    def body(st, k):
-        k_batch, k_step = jax.random.split(k)
-        decay = schedule(st.count)
-        st = sampler.step(k_step, st, take(data, draw_unchecked(k_batch, alive, batch_size)), n, lr, decay)
-        return st, (st.position if record else None, lr * decay)
 
-    state, (positions, sizes) = scan_steps(body, state, jax.random.split(key, num_steps), progress=progress,
-                                           desc=f"{sampler.name} chain")
-    return state, ChainTrace(positions, sizes)
+@functools.lru_cache(maxsize=32)
+def _compiled_chain(sampler: Sampler, num_steps: int, batch_size: int, record: bool, progress: bool,
+                    policy: str) -> Callable:
+    """``chain(key, state, data, lr, alive, decays) -> (state, ChainTrace)`` of :func:`run_chain`, jitted."""
+    del policy  # a key only: the loops read the policy in force when traced (jaxunlearn.loops)
+
+    def chain(key, state, data, lr, alive, decays):
+        n = jnp.sum(alive)
+        k_batches, k_steps = jax.random.split(key)
+        batches = shuffled_unchecked(k_batches, alive, num_steps, batch_size)
+
+        def body(st, xs):
+            k, idx, decay = xs
+            st = sampler.step(k, st, take(data, idx), n, lr, decay)
+            return st, (st.position if record else None, lr * decay)
+
+        xs = (jax.random.split(k_steps, num_steps), batches, decays)
+        state, (positions, sizes) = scan_steps(body, state, xs, progress=progress, desc=f"{sampler.name} chain")
+        return state, ChainTrace(positions, sizes)
+
+    return jax.jit(chain)

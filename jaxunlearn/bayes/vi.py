@@ -12,21 +12,27 @@ Fashion-MNIST BNN (10000 steps, batch 128): pass ``optax.sgd(lr / N)`` (with an
 ``optax`` schedule) accordingly.
 
 Each step is the library's optax step (:func:`jaxunlearn.train.loop.make_step`)
-and the loop is :func:`jaxunlearn.train.loop.scan_steps`; minibatches are drawn
-from the alive points of ``data`` (:mod:`jaxunlearn.data.minibatch`).
+and the loop is :func:`jaxunlearn.train.loop.scan_steps`; minibatches come from
+shuffled epochs over the alive points of ``data``
+(:func:`jaxunlearn.data.minibatch.shuffled_batches`, ``O(batch)`` per step). The loop
+is compiled once per energy, optimizer, static options (``num_steps``,
+``batch_size``, ``progress``) and loop policy (:mod:`jaxunlearn.loops`): a second call
+with the same shapes compiles nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_finite, check_key, check_positive_int
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.data.minibatch import alive_mask, draw_unchecked, take
+from jaxunlearn.data.minibatch import alive_mask, shuffled_unchecked, take
 from jaxunlearn.train.loop import TrainState, init_train_state, make_step, scan_steps, with_key
 
 __all__ = ["VIResult", "fit_vi"]
@@ -55,8 +61,10 @@ def fit_vi(
 ) -> VIResult:
     """Bayes by Backprop: ``num_steps`` optax steps on ``F_hat`` with a fresh minibatch and noise draw each step.
 
-    Step ``t`` takes ``k_t = jax.random.split(key, num_steps)[t]``, split into a
-    minibatch key and the energy's noise key.
+    Randomness: ``k_batches, k_noise = jax.random.split(key)``; the minibatches are
+    ``shuffled_batches(k_batches, alive, num_steps, batch_size)`` (shuffled epochs over
+    the alive points) and step ``t`` draws the energy's noise with
+    ``jax.random.split(k_noise, num_steps)[t]``.
 
     Args:
       energy: the variational energy (:func:`~jaxunlearn.bayes.energies.vbnn_energy`,
@@ -73,25 +81,41 @@ def fit_vi(
     Returns:
       :class:`VIResult`.
 
-    Pure and jittable; jit it once with the callables bound, e.g.
-    ``jax.jit(functools.partial(bayes.fit_vi, energy, optimizer=opt, num_steps=3000, batch_size=512))``,
-    then call that with ``(params, data, key=..., alive=...)``.
+    Compiled once: the loop is jitted per ``energy``, ``optimizer``, static options and loop policy
+    (a cache of the 32 latest), so calling ``fit_vi`` again with the same shapes, in a
+    Python loop or not, compiles nothing. Pure and jittable as well (it runs unchanged
+    under a caller's ``jax.jit`` or ``jax.vmap``).
     """
     num_steps = check_positive_int(num_steps, "num_steps")
     check_key(key)
     check_finite(params, "params")
     alive, batch_size = alive_mask(data, alive, batch_size)
-    n = jnp.sum(alive)
-    step = make_step(with_key(lambda p, batch, k: energy.energy(p, batch, n, k)), optimizer)
     if opt_state is None:
         state = init_train_state(params, optimizer)
     else:
         state = TrainState(params, {}, opt_state, jnp.zeros((), jnp.int32))
-
-    def body(st, k):
-        k_batch, k_noise = jax.random.split(k)
-        return step(st, take(data, draw_unchecked(k_batch, alive, batch_size)), k_noise)
-
-    state, losses = scan_steps(body, state, jax.random.split(key, num_steps), progress=progress,
-                               desc="Bayes by Backprop")
+    fit = _compiled_fit(energy, optimizer, num_steps, batch_size, bool(progress), loops.get_policy())
+    state, losses = fit(state, data, alive, key)
     return VIResult(state.params, state.opt_state, losses)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_fit(energy: Energy, optimizer: optax.GradientTransformation, num_steps: int, batch_size: int,
+                  progress: bool, policy: str) -> Callable:
+    """``fit(state, data, alive, key) -> (state, losses)`` of :func:`fit_vi`, jitted."""
+    del policy  # a key only: the loops read the policy in force when traced (jaxunlearn.loops)
+
+    def fit(state, data, alive, key):
+        n = jnp.sum(alive)
+        step = make_step(with_key(lambda p, batch, k: energy.energy(p, batch, n, k)), optimizer)
+        k_batches, k_noise = jax.random.split(key)
+        batches = shuffled_unchecked(k_batches, alive, num_steps, batch_size)
+
+        def body(st, xs):
+            idx, k = xs
+            return step(st, take(data, idx), k)
+
+        xs = (batches, jax.random.split(k_noise, num_steps))
+        return scan_steps(body, state, xs, progress=progress, desc="Bayes by Backprop")
+
+    return jax.jit(fit)

@@ -1,9 +1,11 @@
-"""Reductions over a dataset in fixed-size chunks, inside ``jax.lax.scan``.
+"""Reductions over a dataset in fixed-size chunks, inside one ``lax.scan``.
 
 Peak memory is set by the chunk, not by the dataset: full chunks are scanned,
 and a final short chunk (when ``chunk_size`` does not divide the number of
 examples) is processed once on its own, with its true size, so no padding or
-masking ever changes a result.
+masking ever changes a result. The scan follows the library's loop policy
+(:mod:`jaxunlearn.loops`: on CPU, the convolutions of a chunk's gradient run in
+the layout XLA:CPU is fast at); ``unroll=`` is passed to ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
+from jaxunlearn import loops
 from jaxunlearn._validation import num_examples
 
 
@@ -35,23 +38,26 @@ def split_chunks(data: Any, chunk_size: int) -> tuple[Any, Any]:
     return head, tail
 
 
-def chunked_map(fn: Callable[[Any], Any], data: Any, chunk_size: int) -> Any:
+def chunked_map(fn: Callable[[Any], Any], data: Any, chunk_size: int, *, unroll: int | bool = 1) -> Any:
     """``fn`` applied chunk by chunk, outputs concatenated on the leading axis: ``fn(data)`` in bounded memory.
 
-    Full chunks run in ``jax.lax.map``; the short rest is one more call with its true size.
+    Full chunks run in one :func:`jaxunlearn.loops.scan` (``unroll`` as for ``lax.scan``); the
+    short rest is one more call with its true size.
     """
     head, tail = split_chunks(data, chunk_size)
-    out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), jax.lax.map(fn, head))
+    _, mapped = loops.scan(lambda carry, chunk: (carry, fn(chunk)), None, head, unroll=unroll)
+    out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), mapped)
     if tail is not None:
         out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, fn(tail))
     return out
 
 
-def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int) -> Any:
+def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int, *, unroll: int | bool = 1) -> Any:
     """``sum_c fn(chunk_c, c)`` over consecutive chunks of ``data``, in data order.
 
     ``fn(chunk, index)`` maps one chunk (a pytree like ``data`` with leading
-    size ``<= chunk_size``) and its integer index to a pytree of arrays.
+    size ``<= chunk_size``) and its integer index to a pytree of arrays. The full
+    chunks run in one :func:`jaxunlearn.loops.scan` (``unroll`` as for ``lax.scan``).
     """
     head, tail = split_chunks(data, chunk_size)
     full = jax.tree.leaves(head)[0].shape[0]
@@ -62,7 +68,7 @@ def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int)
         chunk, index = xs
         return otu.tree_add(acc, fn(chunk, index)), None
 
-    total, _ = jax.lax.scan(body, init, (head, jnp.arange(full)))
+    total, _ = loops.scan(body, init, (head, jnp.arange(full)), unroll=unroll)
     if tail is not None:
         total = otu.tree_add(total, fn(tail, jnp.asarray(full)))
     return total

@@ -76,13 +76,17 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from jaxunlearn._validation import check_finite, check_number, check_positive_int, check_same_structure, raise_if
+from jaxunlearn import loops
+from jaxunlearn._validation import (
+    check_finite, check_number, check_positive_int, check_same_structure, keep_errors, raise_if,
+)
 from jaxunlearn.curvature import fisher_diagonal
 from jaxunlearn.methods import base
-from jaxunlearn.models.cvae import CVAE, decode, one_hot, vae_loss
+from jaxunlearn.models.cvae import CVAE, CVAELoss, decode, one_hot, vae_loss
 from jaxunlearn.train.loop import scan_steps
 
 VARIANTS = ("sa", "symmetric_projection", "alternating_projection")
+PER_EXAMPLE = ("layerwise", "vmap")
 
 
 class SABatch(NamedTuple):
@@ -166,34 +170,82 @@ def _fisher_sample_loss(module: CVAE, params: Any, batch: tuple[jax.Array, jax.A
     return vae_loss(module, params, x, cond, eps)
 
 
+class _FisherSampleLoss(CVAELoss):
+    """:class:`~jaxunlearn.models.cvae.CVAELoss` on the Fisher's draws ``(z, c, eps)``: each example is
+    ``(stop_gradient(decoder_params(z, c)), onehot(c), eps)`` (per example, the loss of :func:`_fisher_sample_loss`)."""
+
+    def vae_inputs(self, params, batch):
+        z, c, eps = batch
+        cond = one_hot(c, self.model.num_classes)
+        return jax.lax.stop_gradient(decode(self.model, params, z, cond)), cond, eps
+
+
 def sa_fisher_diagonal(
-    module: CVAE, params: Any, key: jax.Array, *, num_samples: int = 50_000, chunk_size: int = 128
+    module: CVAE,
+    params: Any,
+    key: jax.Array,
+    *,
+    num_samples: int = 50_000,
+    chunk_size: int = 128,
+    per_example: str = "layerwise",
 ) -> Any:
     """Diagonal Fisher of the VAE loss from model samples (``calculate_fim.py`` of the original).
 
     ``F_i = (1/N) sum_n (d l_VAE(theta; x_n, c_n, eps_n) / d theta_i)^2`` at ``theta = params``, where
     ``c_n ~ Uniform{0..C-1}`` (all classes, the later forgotten one included), ``z_n, eps_n ~ N(0, I)``
     (:func:`sample_fisher_inputs` with ``key``) and ``x_n = decoder_theta(z_n, c_n)`` is the Bernoulli
-    mean image (not binarised, no gradient through it). Per-example squared gradients by
-    :func:`jaxunlearn.curvature.fisher_diagonal` (``vmap`` of ``grad`` in chunks of ``chunk_size``), so
-    memory is ``chunk_size x num_params`` whatever ``N``.
+    mean image (not binarised, no gradient through it). :func:`jaxunlearn.curvature.fisher_diagonal`
+    sums the squared per-example gradients in chunks of ``chunk_size`` samples, so memory stays bounded
+    whatever ``N``.
 
-    A pure, traceable function; :func:`make_sa_fisher` jits it once for a configuration (the
-    unlearner of :func:`selective_amnesia` does).
+    Args:
+      module, params: the CVAE and the parameters ``theta`` the Fisher is taken at.
+      key: PRNG key of the samples.
+      num_samples: ``N`` (original: 50 000). chunk_size: samples per chunk.
+      per_example: how the squared per-example gradients are formed: ``"layerwise"`` (default) by the
+        per-layer formula ``sum_n (a_n^2)^T (delta_n^2)`` of every Dense layer
+        (:class:`~jaxunlearn.models.cvae.CVAELoss`), never materialising a per-example gradient;
+        ``"vmap"`` by ``vmap`` of ``grad`` (``chunk_size`` copies of every weight at a time), the
+        general reference. Both compute the same ``F`` (to float32 rounding).
 
-    Returns a pytree like ``params``.
+    Returns:
+      a pytree like ``params``.
+
+    Compiled once per configuration (``module``, ``num_samples``, ``chunk_size``, ``per_example``) and
+    loop policy (:mod:`jaxunlearn.loops`): a second call with parameters of the same shapes compiles
+    nothing. Pure and traceable (usable under ``jit`` and ``vmap``). Raises ``FloatingPointError`` for
+    non-finite ``params`` and ``ValueError`` for a bad option.
     """
+    num_samples = check_positive_int(num_samples, "num_samples")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if per_example not in PER_EXAMPLE:
+        raise ValueError(f"per_example must be one of {PER_EXAMPLE}, got {per_example!r}.")
     check_finite(params)
+    with keep_errors():
+        return _sa_fisher(params, key, module=module, num_samples=num_samples, chunk_size=chunk_size,
+                          per_example=per_example, policy=loops.get_policy())
+
+
+@functools.partial(jax.jit, static_argnames=("module", "num_samples", "chunk_size", "per_example", "policy"))
+def _sa_fisher(params, key, *, module, num_samples, chunk_size, per_example, policy):
+    del policy  # a key only: the loops read the policy in force when traced (jaxunlearn.loops)
+
     inputs = sample_fisher_inputs(module, key, num_samples)
-    loss = functools.partial(_fisher_sample_loss, module)
+    if per_example == "layerwise":
+        loss = _FisherSampleLoss(module)
+    else:
+        loss = functools.partial(_fisher_sample_loss, module)
     return fisher_diagonal(loss, params, inputs, estimator="empirical", batch_size=chunk_size)
 
 
-def make_sa_fisher(module: CVAE, *, num_samples: int = 50_000, chunk_size: int = 128):
-    """``fisher(params, key) -> F``: :func:`sa_fisher_diagonal` for this configuration, jitted once."""
+def make_sa_fisher(module: CVAE, *, num_samples: int = 50_000, chunk_size: int = 128, per_example: str = "layerwise"):
+    """``fisher(params, key) -> F``: :func:`sa_fisher_diagonal` for this configuration (compiled once for it)."""
     num_samples = check_positive_int(num_samples, "num_samples")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    return jax.jit(functools.partial(sa_fisher_diagonal, module, num_samples=num_samples, chunk_size=chunk_size))
+    if per_example not in PER_EXAMPLE:
+        raise ValueError(f"per_example must be one of {PER_EXAMPLE}, got {per_example!r}.")
+    return functools.partial(sa_fisher_diagonal, module, num_samples=num_samples, chunk_size=chunk_size,
+                             per_example=per_example)
 
 
 def ewc_penalty(params: Any, params_star: Any, fisher: Any) -> jax.Array:
@@ -284,7 +336,7 @@ def selective_amnesia(
       batch_size: surrogate and replay examples per step (original: 256 each).
       num_steps: optimiser steps per request (original: 10 000).
       num_fisher_samples, fisher_chunk_size: model samples of :func:`sa_fisher_diagonal`
-        (original: 50 000) and how many of them share one ``vmap``.
+        (original: 50 000) and how many of them share one chunk (per-layer fast path).
       variant: ``"sa"``, ``"symmetric_projection"`` or ``"alternating_projection"`` (module doc).
       progress: a tqdm bar over the steps, advanced from inside the compiled loop
         (:func:`jaxunlearn.train.loop.scan_steps`).

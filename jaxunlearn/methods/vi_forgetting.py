@@ -40,13 +40,14 @@ Fashion-MNIST VI ``scaling0 = 0.1, iter_T = 64, bbp_T = 5, rm_bs = 64, batch 128
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxunlearn import curvature
-from jaxunlearn._validation import check_fits_model, check_number, check_positive_int
+from jaxunlearn import curvature, loops
+from jaxunlearn._validation import check_fits_model, check_number, check_positive_int, keep_errors
 from jaxunlearn.bayes.energies import Energy
 from jaxunlearn.data.minibatch import check_batch_size, check_batches, draw_batches, take
 from jaxunlearn.methods import base
@@ -87,24 +88,41 @@ def vi_influence(
     recursion's minibatch indices into ``data``; ``n`` the count of points the
     posterior conditions on, ``s = scaling0 / n``; ``key`` gives the noise
     draws: ``k_grad, k_hvp = jax.random.split(key)`` (see the module docstring).
+
+    Compiled once per ``energy``, ``scaling0``, ``bbp_T``, ``check`` and loop policy (a cache of the
+    32 latest): a second call with arrays of the same shapes compiles nothing. Traceable as well.
     """
+    with keep_errors():
+        return _compiled_influence(energy, float(scaling0), int(bbp_T), bool(check), loops.get_policy())(
+            params, forget_batch, data, batches, n, key)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_influence(energy: Energy, scaling0: float, bbp_T: int, check: bool, policy: str) -> Callable:
+    """``influence(params, forget_batch, data, batches, n, key) -> LissaResult`` of :func:`vi_influence`, jitted."""
+    del policy  # a key only: the loops read the policy in force when traced (jaxunlearn.loops)
+
     draws = bbp_T if energy.stochastic else 1
-    iter_T = batches.shape[0]
-    k_grad, k_hvp = jax.random.split(key)
 
     def mean_over_noise(fn, keys):
         return jax.tree.map(lambda a: jnp.mean(a, axis=0), jax.vmap(fn)(keys))
 
-    v = mean_over_noise(lambda k: jax.grad(energy.forget)(params, forget_batch, k), jax.random.split(k_grad, draws))
+    def influence(params, forget_batch, data, batches, n, key):
+        iter_T = batches.shape[0]
+        k_grad, k_hvp = jax.random.split(key)
+        v = mean_over_noise(lambda k: jax.grad(energy.forget)(params, forget_batch, k),
+                            jax.random.split(k_grad, draws))
 
-    def loss_fn(p, idx_and_keys):
-        idx, keys = idx_and_keys
-        batch = take(data, idx)
-        return jnp.mean(jax.vmap(lambda k: energy.energy(p, batch, n, k))(keys))
+        def loss_fn(p, idx_and_keys):
+            idx, keys = idx_and_keys
+            batch = take(data, idx)
+            return jnp.mean(jax.vmap(lambda k: energy.energy(p, batch, n, k))(keys))
 
-    scale = jnp.asarray(scaling0, jnp.float32) / n
-    steps = (batches, jax.random.split(k_hvp, (iter_T, draws)))
-    return curvature.lissa(loss_fn, params, v, steps, scale=scale, check=check)
+        scale = jnp.asarray(scaling0, jnp.float32) / n
+        steps = (batches, jax.random.split(k_hvp, (iter_T, draws)))
+        return curvature.lissa(loss_fn, params, v, steps, scale=scale, check=check)
+
+    return jax.jit(influence)
 
 
 def vi_forgetting(

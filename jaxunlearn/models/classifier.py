@@ -18,6 +18,7 @@ Cross-entropy per example: ``l_i = logsumexp(z_i) - z_{i, y_i}``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import flax
@@ -205,11 +206,21 @@ def classifier_loss(module: nn.Module, variables: Any) -> LayerwiseLoss:
     return LayerwiseLoss(module, per_example_cross_entropy, variables=model_state, apply_kwargs={"train": False})
 
 
-def training_loss(module: nn.Module) -> Callable[[Any, dict, Any, jax.Array], tuple[jax.Array, dict]]:
-    """``loss_fn(params, model_state, (x, y), key) -> (mean cross-entropy, new_model_state)`` in train mode."""
+@dataclasses.dataclass(frozen=True)
+class TrainingLoss:
+    """``loss_fn(params, model_state, (x, y), key) -> (mean cross-entropy, new_model_state)`` in train mode.
 
-    def loss_fn(params: Any, model_state: dict, batch: Any, key: jax.Array) -> tuple[jax.Array, dict]:
-        logits, new_state = apply_model(module, params, model_state, batch[0], train=True, key=key)
+    A frozen dataclass rather than a closure: two losses of equal modules compare
+    equal, so :func:`jaxunlearn.train.loop.fit` reuses its compiled epoch across calls.
+    """
+
+    module: nn.Module
+
+    def __call__(self, params: Any, model_state: dict, batch: Any, key: jax.Array) -> tuple[jax.Array, dict]:
+        logits, new_state = apply_model(self.module, params, model_state, batch[0], train=True, key=key)
         return jnp.mean(per_example_cross_entropy(logits, batch[1])), new_state
 
-    return loss_fn
+
+def training_loss(module: nn.Module) -> TrainingLoss:
+    """The train-mode loss of ``module`` (:class:`TrainingLoss`)."""
+    return TrainingLoss(module)

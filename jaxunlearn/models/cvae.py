@@ -26,16 +26,24 @@ pixels). Pixels are floats in ``[0, 1]`` (the original uses ToTensor only).
 
 Shapes: ``x`` (B, x_dim) float, ``cond`` (B, num_classes), ``eps`` and ``z``
 (B, z_dim). Images (B, H, W, C) are flattened with :func:`flatten_images`.
+
+:class:`CVAELoss` is the per-example loss as a
+:class:`~jaxunlearn.curvature.layerwise.LayerwiseLoss`: the squared per-example
+gradients of the seven ``Dense`` layers then come from the per-layer formula
+``(a^2)^T (delta^2)`` (:func:`jaxunlearn.curvature.fisher_diagonal`'s fast path)
+instead of a per-example copy of every weight (``vmap`` of ``grad``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn.curvature.layerwise import LayerwiseLoss
 from jaxunlearn.models._common import torch_kernel_init
 
 MNIST_HIDDEN = (512, 256)
@@ -89,6 +97,12 @@ class CVAE(nn.Module):
         z = mu + jnp.exp(0.5 * logvar) * eps
         return self.decode_logits(z, cond), mu, logvar
 
+    def call_packed(self, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """:meth:`__call__` on one array ``inputs = concat([x, cond, eps], -1)``, (B, x_dim + num_classes + z_dim):
+        the single-input form in which :class:`CVAELoss` hands examples to ``LayerwiseLoss``."""
+        x, cond, eps = jnp.split(inputs, [self.x_dim, self.x_dim + self.num_classes], axis=-1)
+        return self(x, cond, eps)
+
 
 class VAELossTerms(NamedTuple):
     """The two summed parts of the VAE loss: ``bce`` and ``kl`` (scalars)."""
@@ -113,8 +127,14 @@ def create_cvae(
     if len(hidden) != 2 or min(hidden) < 1:
         raise ValueError(f"hidden must be two positive layer widths (h1, h2), got {hidden!r}.")
     module = CVAE(x_dim=x_dim, num_classes=num_classes, hidden=hidden, z_dim=z_dim)
-    params = module.init(key, jnp.zeros((1, x_dim)), jnp.zeros((1, num_classes)), jnp.zeros((1, z_dim)))["params"]
-    return module, params
+    return module, _init_params(module, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params(module: CVAE, key: jax.Array) -> Any:
+    """``module.init`` on zeros of one example, compiled once per module (not op by op)."""
+    dims = (module.x_dim, module.num_classes, module.z_dim)
+    return module.init(key, *(jnp.zeros((1, d)) for d in dims))["params"]
 
 
 def flatten_images(x: Any) -> jax.Array:
@@ -130,16 +150,29 @@ def one_hot(labels: Any, num_classes: int) -> jax.Array:
     return jax.nn.one_hot(jnp.asarray(labels), num_classes, dtype=jnp.float32)
 
 
+def per_example_vae_loss_terms(outputs: tuple[jax.Array, jax.Array, jax.Array], x: jax.Array) -> VAELossTerms:
+    """``(BCE, KL)`` of the module doc per example, each (B,), from the outputs ``(logits, mu, logvar)`` of
+    :meth:`CVAE.__call__` and the targets ``x`` (B, x_dim)."""
+    logits, mu, logvar = outputs
+    bce = jnp.sum(jax.nn.softplus(logits) - x * logits, axis=-1)
+    kl = -0.5 * jnp.sum(1.0 + logvar - mu**2 - jnp.exp(logvar), axis=-1)
+    return VAELossTerms(bce, kl)
+
+
+def per_example_vae_loss(outputs: tuple[jax.Array, jax.Array, jax.Array], x: jax.Array) -> jax.Array:
+    """``l_VAE = BCE + KL`` per example, (B,), from the outputs of :meth:`CVAE.__call__` and the targets ``x``."""
+    terms = per_example_vae_loss_terms(outputs, x)
+    return terms.bce + terms.kl
+
+
 def vae_loss_terms(module: CVAE, params: Any, x: jax.Array, cond: jax.Array, eps: jax.Array) -> VAELossTerms:
     """``(BCE, KL)`` of the module doc, each summed over the batch.
 
     Args:
       x: (B, x_dim) targets in [0, 1]; cond: (B, num_classes); eps: (B, z_dim) standard normal draws.
     """
-    logits, mu, logvar = module.apply({"params": params}, x, cond, eps)
-    bce = jnp.sum(jax.nn.softplus(logits) - x * logits)
-    kl = -0.5 * jnp.sum(1.0 + logvar - mu**2 - jnp.exp(logvar))
-    return VAELossTerms(bce, kl)
+    terms = per_example_vae_loss_terms(module.apply({"params": params}, x, cond, eps), x)
+    return VAELossTerms(jnp.sum(terms.bce), jnp.sum(terms.kl))
 
 
 def vae_loss(module: CVAE, params: Any, x: jax.Array, cond: jax.Array, eps: jax.Array) -> jax.Array:
@@ -166,6 +199,47 @@ def summed_loss_fn(module: CVAE):
 def decode(module: CVAE, params: Any, z: jax.Array, cond: jax.Array) -> jax.Array:
     """Mean images ``sigmoid(decoder(z, c))`` (B, x_dim) in [0, 1]."""
     return module.apply({"params": params}, z, cond, method=CVAE.decode)
+
+
+class CVAELoss(LayerwiseLoss):
+    """``l_VAE`` per example as a :class:`~jaxunlearn.curvature.layerwise.LayerwiseLoss`, for the Dense fast path.
+
+    ``loss(params, (x, cond, eps))`` is the batch **mean** ``(1/B) sum_b l_VAE(theta; x_b, c_b, eps_b)``
+    (the library's ``loss_fn`` convention; the original's loss is the sum, :func:`vae_loss`), and
+    :meth:`squared_grad_sum` the sum over the batch of ``(d l_VAE(theta; x_b, c_b, eps_b) / d theta)^2``,
+    what :func:`jaxunlearn.curvature.fisher_diagonal` averages. Every parameter of the CVAE sits in one of
+    its seven ``Dense`` layers, each called once per example, so the whole diagonal comes from
+    ``sum_b (a_b^2)^T (delta_b^2)`` per layer (BackPACK; Dangel, Kunstner & Hennig, ICLR 2020), with ``a_b``
+    the layer's input and ``delta_b`` the gradient of example ``b``'s loss at the layer's output.
+
+    Examples reach the module as ``concat([x, cond, eps], -1)`` (:meth:`CVAE.call_packed`), the targets
+    as ``x``. Subclasses override :meth:`vae_inputs` to derive ``(x, cond, eps)`` from another batch
+    form (Selective Amnesia's Fisher decodes them from model samples).
+
+    Args:
+      module: the :class:`CVAE`.
+    """
+
+    def __init__(self, module: CVAE):
+        super().__init__(module, per_example_vae_loss, apply_kwargs={"method": CVAE.call_packed})
+
+    def vae_inputs(self, params: Any, batch: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(x (B, x_dim), cond (B, num_classes), eps (B, z_dim))`` of ``batch``; here ``batch`` is that triple."""
+        del params
+        x, cond, eps = batch
+        return x, cond, eps
+
+    def _packed(self, params: Any, batch: Any) -> tuple[jax.Array, jax.Array]:
+        x, cond, eps = self.vae_inputs(params, batch)
+        return jnp.concatenate([x, cond, eps], axis=-1), x
+
+    def per_example_losses(self, params: Any, batch: Any) -> jax.Array:
+        """``l_VAE`` of each example of ``batch``, (B,)."""
+        return super().per_example_losses(params, self._packed(params, batch))
+
+    def squared_grad_sum(self, params: Any, batch: Any) -> Any:
+        """``sum_b (d l_VAE(theta; x_b, c_b, eps_b) / d theta)^2``, a pytree like ``params`` (per-layer formula)."""
+        return super().squared_grad_sum(params, self._packed(params, batch))
 
 
 def encode(module: CVAE, params: Any, x: jax.Array, cond: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -22,6 +22,8 @@ rng stream; ``train=False`` is eval mode (running statistics, no dropout).
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 import flax.linen as nn
@@ -72,8 +74,13 @@ def create_sa_classifier(key: jax.Array, *, input_shape: tuple[int, ...], num_cl
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (H, W, C), got {input_shape!r}.")
     module = SAClassifier(num_classes=num_classes)
-    variables = module.init(key, jnp.zeros((1, *input_shape)), train=False)
-    return module, dict(variables)
+    return module, dict(_init_variables(module, tuple(input_shape), key))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_variables(module: SAClassifier, input_shape: tuple[int, ...], key: jax.Array) -> Any:
+    """``module.init`` compiled once per module and shape (op by op it takes seconds)."""
+    return module.init(key, jnp.zeros((1, *input_shape)), train=False)
 
 
 def sa_log_probs_fn(module: SAClassifier, variables: Any, image_shape: tuple[int, ...]):

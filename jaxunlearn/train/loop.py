@@ -32,10 +32,22 @@ lifts a mean loss to the weighted batches it then receives.
 Loops that are not epochs over data (Bayes by Backprop, SG-MCMC chains,
 Selective Amnesia's forgetting steps, attacks) run through :func:`scan_steps`:
 ``lax.scan`` with a progress bar advanced from inside the compiled loop.
+
+Every loop here (the batches of an epoch, the epochs under ``jit``, :func:`scan_steps`)
+is a :func:`jaxunlearn.loops.scan`: it follows the library's loop policy (on CPU, the
+convolutions of a step's gradient run in the layout XLA:CPU is fast at), and ``unroll=``
+is passed to ``lax.scan``.
+
+Compiled once: with concrete inputs :func:`fit` keeps one jitted epoch (and one jitted
+host step) per ``(loss_fn, optimizer, batch_size, drop_remainder, mask or not, unroll,
+loop policy)`` in a cache of the 32 latest, so a second call with the same loss function
+object, optimizer object and shapes compiles nothing. The callables are cache keys (by
+identity, or by equality for objects that define it), never static ``jit`` arguments.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -44,6 +56,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_key, check_positive_int, is_concrete, num_examples
 from jaxunlearn.curvature.chunks import split_chunks
 from jaxunlearn.train.inputs import as_arrays
@@ -185,18 +198,19 @@ def scan_steps(
     progress: bool = False,
     desc: str = "steps",
     every: int | None = None,
+    unroll: int | bool = 1,
 ) -> tuple[Any, Any]:
-    """``jax.lax.scan(step, carry, xs)`` with an optional tqdm bar that the compiled loop itself advances.
+    """``jax.lax.scan(step, carry, xs, unroll=unroll)`` with a tqdm bar that the compiled loop itself advances.
 
     Every loop of the library that is not an epoch over data (Selective Amnesia's
     forgetting steps, Bayes by Backprop, SG-MCMC chains, attacks) runs through this
     function, so it stays one compiled scan (jittable, vmappable) while a long run still
     shows progress: every ``every`` steps (default: 1 % of them) a ``jax.debug.callback``
-    updates the bar on the host.
+    updates the bar on the host. The scan follows the loop policy (:func:`jaxunlearn.loops.scan`).
     """
     length = jax.tree.leaves(xs)[0].shape[0]
     if not progress or length == 0:
-        return jax.lax.scan(step, carry, xs)
+        return loops.scan(step, carry, xs, unroll=unroll)
     every = max(1, length // 100) if every is None else check_positive_int(every, "every")
     advance = _HostBar(length, desc)
 
@@ -207,7 +221,7 @@ def scan_steps(
                      lambda: jax.debug.callback(advance, t), lambda: None)
         return c, out
 
-    return jax.lax.scan(body, carry, (xs, jnp.arange(length)))
+    return loops.scan(body, carry, (xs, jnp.arange(length)), unroll=unroll)
 
 
 def _select(pred: jax.Array, new: Any, old: Any) -> Any:
@@ -221,6 +235,7 @@ def make_epoch(
     batch_size: int,
     drop_remainder: bool = False,
     masked: bool = False,
+    unroll: int | bool = 1,
 ) -> Callable:
     """``epoch(state, data, order, step_key, mask) -> (state, step_losses [S])``, pure and jittable.
 
@@ -235,6 +250,8 @@ def make_epoch(
     :class:`Weighted` batches (weight 0 past ``count``; see :func:`weighted_mean`). Shapes depend
     on ``n`` only, so one compilation serves every mask. The model state is carried unchanged
     by skipped steps.
+
+    The steps run in one :func:`jaxunlearn.loops.scan` (the loop policy; ``unroll`` as for ``lax.scan``).
     """
     step = make_step(loss_fn, optimizer)
 
@@ -258,9 +275,9 @@ def make_epoch(
                 active = t * b < count
                 return _select(active, new, s), jnp.where(active, loss, jnp.nan)
 
-            return jax.lax.scan(masked_step, state, (xs, weights, jnp.arange(steps)))
+            return loops.scan(masked_step, state, (xs, weights, jnp.arange(steps)), unroll=unroll)
         head, tail = split_chunks(data, b)
-        state, losses = jax.lax.scan(lambda s, batch: keyed_step(s, batch, step_key), state, head)
+        state, losses = loops.scan(lambda s, batch: keyed_step(s, batch, step_key), state, head, unroll=unroll)
         if tail is not None and not drop_remainder:
             state, last = keyed_step(state, tail, step_key)
             losses = jnp.concatenate([losses, last[None]])
@@ -302,6 +319,7 @@ def fit(
     eval_fn: Callable[[Any, Any], dict] | None = None,
     scan: bool | None = None,
     mask: Any = None,
+    unroll: int | bool = 1,
 ) -> tuple[TrainState, dict]:
     """Train ``state`` for ``num_epochs`` epochs of minibatch optax steps over ``data``.
 
@@ -327,12 +345,17 @@ def fit(
       mask: optional bool ``[N]``: train only on the examples where it is true, with static
         shapes (see :func:`make_epoch`; the loss then receives :class:`Weighted` batches, e.g.
         ``params_only(weighted_mean(loss))``). Skipped steps have ``NaN`` in ``step_loss``.
+      unroll: ``lax.scan``'s ``unroll`` for the loop over the batches of an epoch (the loop itself
+        follows :mod:`jaxunlearn.loops`' policy).
 
     Returns:
       ``(state, history)`` with ``history["loss"]`` of shape ``[num_epochs]`` (example-weighted
       epoch means of the pre-update batch losses), ``history["step_loss"]`` ``[num_epochs, S]``
       and one ``[num_epochs]`` entry per ``eval_fn`` key. Numpy arrays for concrete inputs,
       jax arrays under ``jit``.
+
+    Compiled once (module docstring): a second call with the same ``loss_fn`` and ``optimizer``
+    objects, options and shapes compiles nothing (``eval_fn`` is the caller's to jit).
     """
     _check_optimizer(optimizer)
     if not isinstance(state, TrainState):
@@ -347,7 +370,6 @@ def fit(
     if masked and jnp.shape(mask) != (n,):
         raise ValueError(f"mask must be a boolean array of shape ({n},), one entry per example; got {jnp.shape(mask)}.")
     batch_size = min(batch_size, n)
-    epoch_fn = make_epoch(loss_fn, optimizer, batch_size=batch_size, drop_remainder=drop_remainder, masked=masked)
     shuffle_key, step_key = split_train_key(key)
 
     def weights_of(step_losses):
@@ -369,6 +391,8 @@ def fit(
     if not is_concrete((state, data, key, mask)):
         if eval_fn is not None:
             raise ValueError("eval_fn needs concrete values: call fit outside jax.jit to evaluate during training.")
+        epoch_fn = make_epoch(loss_fn, optimizer, batch_size=batch_size, drop_remainder=drop_remainder, masked=masked,
+                              unroll=unroll)
         state, step_losses = scan_steps(lambda s, e: run(s, e, data, epoch_fn), state, jnp.arange(num_epochs),
                                         progress=progress, desc=desc)
         return state, {"loss": epoch_loss(step_losses), "step_loss": step_losses}
@@ -380,7 +404,7 @@ def fit(
     history: dict[str, list] = {"loss": [], "step_loss": []}
     if scan:
         device_data = jax.tree.map(jnp.asarray, data)
-        jitted_epoch = jax.jit(epoch_fn)  # one compilation per fit call, reused by every epoch
+        jitted_epoch = _jitted_epoch(loss_fn, optimizer, batch_size, drop_remainder, masked, unroll)
 
         def run_epoch(s, e):
             return run(s, e, device_data, jitted_epoch)
@@ -405,9 +429,41 @@ def fit(
     return state, out
 
 
+def _cached(build: Callable) -> Callable:
+    """``build(*config)`` memoised on its (hashable) configuration, 32 latest; unhashable ones are built anew."""
+    memo = functools.lru_cache(maxsize=32)(build)
+
+    @functools.wraps(build)
+    def get(*config):
+        try:
+            hash(config)
+        except TypeError:
+            return build(*config)
+        return memo(*config)
+
+    return get
+
+
+@_cached
+def _jitted_epoch_for(loss_fn, optimizer, batch_size, drop_remainder, masked, unroll, policy):
+    del policy  # a key only: the loops read the policy in force when the epoch is traced, at its first call
+    return jax.jit(make_epoch(loss_fn, optimizer, batch_size=batch_size, drop_remainder=drop_remainder,
+                              masked=masked, unroll=unroll))
+
+
+def _jitted_epoch(loss_fn, optimizer, batch_size, drop_remainder, masked, unroll):
+    """The jitted epoch of :func:`fit` for this configuration and the loop policy in force, compiled once."""
+    return _jitted_epoch_for(loss_fn, optimizer, batch_size, drop_remainder, masked, unroll, loops.get_policy())
+
+
+@_cached
+def _jitted_step(loss_fn, optimizer):
+    return jax.jit(make_step(loss_fn, optimizer))
+
+
 def _host_epoch(loss_fn, optimizer, data, n, batch_size, shuffle, drop_remainder, shuffle_key, step_key):
     """The host-batch path of :func:`fit`: same order and keys as the scan path, one jitted step per batch."""
-    step = jax.jit(make_step(loss_fn, optimizer))
+    step = _jitted_step(loss_fn, optimizer)
     host = jax.tree.map(np.asarray, data)
     sizes = batch_sizes(n, batch_size, drop_remainder)
 

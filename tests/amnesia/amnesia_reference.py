@@ -1,6 +1,24 @@
-"""Independent numpy references for the Selective Amnesia tests: the CVAE forward pass and its loss."""
+"""Independent numpy references for the Selective Amnesia tests: the CVAE forward pass and its loss; and a
+compilation count (the contract battery's ``CompileCounter`` lives in ``tests/methods``, not importable here)."""
 
+import jax
 import numpy as np
+
+
+def compilations(fn) -> int:
+    """How many XLA backend compilations running ``fn()`` to completion takes (``jax.monitoring`` events)."""
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready(fn())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return len(events)
 
 
 def _dense(p, x):

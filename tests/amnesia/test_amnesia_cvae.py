@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxunlearn.models.cvae import (
-    create_cvae, decode, flatten_images, one_hot, sample, summed_loss_fn, vae_loss, vae_loss_terms,
+    CVAELoss, create_cvae, decode, flatten_images, one_hot, sample, summed_loss_fn, vae_loss, vae_loss_terms,
 )
 from jaxunlearn.models.sa_classifier import create_sa_classifier, sa_log_probs_fn
 
@@ -37,6 +37,8 @@ class TestLoss(chex.TestCase):
         np.testing.assert_allclose(kl, kl_ref, rtol=1e-4, atol=1e-5)
         total = self.variant(lambda p, b: summed_loss_fn(module)(p, b))(params, (x, c, eps))
         np.testing.assert_allclose(total, bce_ref + kl_ref, rtol=1e-5)
+        mean = self.variant(lambda p, b: CVAELoss(module)(p, b))(params, (x, c, eps))  # the fast path's loss: a mean
+        np.testing.assert_allclose(mean, (bce_ref + kl_ref) / 5, rtol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_loss_is_summed_over_batch(self):

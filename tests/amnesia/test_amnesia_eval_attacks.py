@@ -1,6 +1,9 @@
-"""Evaluation (8-bit quantisation, prob/entropy), training the CVAE and its judge, the attacks and the pictures."""
+"""Evaluation (8-bit quantisation, prob/entropy), training the CVAE and its judge, the attacks and the pictures;
+training and the optimisation attack compile once (a second call of the same shapes compiles nothing)."""
 
 import os
+
+import amnesia_reference as ref
 
 import chex
 import jax
@@ -52,12 +55,14 @@ def test_training_lowers_the_loss_and_checks_labels():
     module, params = create_cvae(jax.random.key(0), x_dim=64, num_classes=NC, hidden=(16, 8), z_dim=2)
     x = jax.random.uniform(jax.random.key(1), (30, 8, 8, 1))
     y = jnp.arange(30) % NC
-    key = jax.random.key(2)
-    trained, losses = train_cvae(module, params, x, y, key=key, num_steps=40, batch_size=8,
-                                 optimizer=optax.adam(1e-2), progress=True)
+    key, opt = jax.random.key(2), optax.adam(1e-2)
+    trained, losses = train_cvae(module, params, x, y, key=key, num_steps=40, batch_size=8, optimizer=opt,
+                                 progress=True)
     assert isinstance(losses, np.ndarray) and losses.shape == (40,)
     assert losses[-5:].mean() < losses[:5].mean()
     assert jax.tree.structure(trained) == jax.tree.structure(params)
+    assert ref.compilations(lambda: train_cvae(module, trained, x, y, key=jax.random.key(3), num_steps=40,
+                                               batch_size=8, optimizer=opt, progress=True)) == 0
     with pytest.raises(ValueError, match="y hold values"):
         train_cvae(module, params, x, y + 1, key=key, num_steps=1)
     clf, variables = create_sa_classifier(jax.random.key(3), input_shape=(8, 8, 1))
@@ -66,6 +71,8 @@ def test_training_lowers_the_loss_and_checks_labels():
     assert clf_losses.shape == (30,) and np.all(np.isfinite(clf_losses))
     assert set(trained) == {"params", "batch_stats"}
     assert not np.allclose(trained["batch_stats"]["bn1"]["mean"], variables["batch_stats"]["bn1"]["mean"])
+    assert ref.compilations(lambda: train_sa_classifier(clf, trained, x, y, key=jax.random.key(3), num_steps=30,
+                                                        batch_size=10, decay_every=10, progress=False)) == 0
     with pytest.raises(ValueError, match="y hold values"):
         train_sa_classifier(clf, variables, x, y - 1, key=key, num_steps=1)
 
@@ -88,6 +95,8 @@ def test_attacks_run_and_optimisation_raises_the_target_probability(tmp_path):
     after = optimization_attack(module, params, judge, key, 1, num_restarts=8, num_steps=60, learning_rate=0.1,
                                 judge_log_probs_fn=linear_judge(seed=5))
     assert after["prob"] > before["prob"] and "judge_prob" in after
+    assert ref.compilations(lambda: optimization_attack(module, params, judge, jax.random.key(3), 1, num_restarts=8,
+                                                        num_steps=60, learning_rate=0.1)) == 0
     masked = optimization_attack(module, params, judge, key, 1, num_restarts=4, num_steps=0, mask_forgotten=True)
     assert masked["condition_mass"] == 0.0
     with pytest.raises(ValueError, match="forget_class"):
