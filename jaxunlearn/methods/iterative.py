@@ -11,6 +11,12 @@ a request. Each one supplies
 * optionally ``prepare(params, data, key) -> extra``: precomputation done once by
   ``init`` (a frozen teacher's logits, a random teacher), kept in the state.
 
+A ``run`` may return, instead of its losses, its own info NamedTuple (with a
+``loss`` field) when a request has more diagnostics (SalUn's selected fraction).
+Methods whose epochs differ from one another (fresh random labels, a decaying
+penalty, several passes per epoch) run them with :func:`scan_epochs`, one
+compiled epoch body whatever the number of epochs.
+
 :func:`iterative_unlearner` turns them into ``init``/``update`` on the method
 contract: ``update`` is one function jitted once per configured method, so a
 second request of the same size reuses the compilation. Retain-set training
@@ -27,11 +33,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_fits_model
 from jaxunlearn.methods.base import DataState, Request, Unlearner, init_data_state, make_unlearner, open_request
 from jaxunlearn.train.loop import TrainLossFn, fit, init_train_state, params_only, weighted_mean
 
-__all__ = ["IterativeInfo", "IterativeState", "iterative_unlearner", "retain_training", "train_epochs"]
+__all__ = ["IterativeInfo", "IterativeState", "iterative_unlearner", "retain_training", "scan_epochs", "train_epochs"]
 
 
 class IterativeState(NamedTuple):
@@ -66,6 +73,27 @@ def train_epochs(
     state, history = fit(loss_fn, optimizer, state, data, batch_size=batch_size, num_epochs=num_epochs, key=key,
                          mask=mask, progress=False)
     return state, history["loss"]
+
+
+def scan_epochs(
+    epoch: Callable[[Any, jax.Array, jax.Array], tuple[Any, Any]],
+    state: Any,
+    *,
+    num_epochs: int,
+    key: jax.Array,
+) -> tuple[Any, Any]:
+    """``num_epochs`` epochs that depend on their index, in one :func:`jaxunlearn.loops.scan` (compiled once).
+
+    ``epoch(state, e, epoch_key) -> (state, losses)`` runs epoch ``e`` (an int32 scalar) with
+    ``epoch_key = fold_in(key, e)``; ``state`` is typically a ``TrainState`` carried across epochs (one
+    optimizer state, as a PyTorch loop keeps its optimizer). Returns ``(state, losses)`` with the
+    epochs' losses stacked on a leading ``[num_epochs]`` axis.
+    """
+
+    def body(carry, e):
+        return epoch(carry, e, jax.random.fold_in(key, e))
+
+    return loops.scan(body, state, jnp.arange(num_epochs, dtype=jnp.int32))
 
 
 def retain_training(
@@ -103,7 +131,8 @@ def iterative_unlearner(
     """An :class:`Unlearner` from a request's training ``run`` (module docstring).
 
     Args:
-      run: ``run(params, req, state, key) -> (new_params, losses)``.
+      run: ``run(params, req, state, key) -> (new_params, losses)``, or ``(new_params, info)`` with
+        ``info`` a NamedTuple of the method's own that has a ``loss`` field.
       prepare: ``prepare(params, data, key) -> extra``, run once by ``init``.
       num_classes: checks the labels of ``data`` against ``0..num_classes-1`` in ``init``
         (a ``Dataset`` brings its own).
@@ -112,7 +141,8 @@ def iterative_unlearner(
 
     Returns:
       ``Unlearner``: ``init(params, data, *, key) -> IterativeState``;
-      ``update(params, request, state, *, key) -> (params, IterativeState, IterativeInfo)``.
+      ``update(params, request, state, *, key) -> (params, IterativeState, info)``, ``info`` an
+      :class:`IterativeInfo` of the losses or the NamedTuple ``run`` returned.
     """
     prepare_jit = None if prepare is None else jax.jit(prepare)
 
@@ -128,6 +158,7 @@ def iterative_unlearner(
         req = open_request(state.store, forget_idx)
         new_params, losses = run(params, req, state, key)
         new_state = IterativeState(state.store._replace(alive=req.retain), state.extra)
-        return new_params, new_state, IterativeInfo(jnp.asarray(losses))
+        info = losses if hasattr(losses, "_fields") else IterativeInfo(jnp.asarray(losses))
+        return new_params, new_state, info
 
     return make_unlearner(init, request_step, IterativeState)

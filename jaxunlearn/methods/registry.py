@@ -3,8 +3,9 @@
 A method belongs to a *family*, the kind of model it works on, and is built
 from that family's problem description:
 
-* ``"classifier"`` (:class:`ClassifierProblem`): SSD, LFSSD, JiT, influence and the
-  seven iterative baselines, on any classifier given as pure functions;
+* ``"classifier"`` (:class:`ClassifierProblem`): SSD, LFSSD, JiT, influence, the
+  seven iterative baselines, random labels, SalUn, ℓ1-sparse, UNSIR and Boundary
+  Shrink / Expanding, on any classifier given as pure functions;
 * ``"vi"`` (:class:`BayesProblem` with a stochastic energy): VI forgetting;
 * ``"mcmc"`` (:class:`BayesProblem` with a point-weight energy): MCMC forgetting with
   SGLD or SGHMC, and the importance-sampling baseline;
@@ -133,6 +134,17 @@ REGISTRY: dict[str, MethodEntry] = {
                                                                 **s), {"num_epochs": 1}),
     "scrub": _classifier(lambda p, s: methods.scrub(p.logits_fn, num_classes=p.num_classes, **s),
                          {"num_epochs": 2, "msteps": 1}),
+    "random_labels": _classifier(lambda p, s: methods.random_labels(p.loss_fn, num_classes=p.num_classes, **s),
+                                 {"num_epochs": 1}),
+    "salun": _classifier(lambda p, s: methods.salun(p.loss_fn, num_classes=p.num_classes, **s), {"num_epochs": 1}),
+    "l1_sparse": _classifier(lambda p, s: methods.l1_sparse(p.loss_fn, num_classes=p.num_classes, **s),
+                             {"num_epochs": 1}),
+    "unsir": _classifier(lambda p, s: methods.unsir(p.loss_fn, num_classes=p.num_classes, **s),
+                         {"noise_steps": 2, "noise_batch_size": 4, "noise_copies": 1, "samples_per_class": 2}),
+    "boundary_shrink": _classifier(lambda p, s: methods.boundary_shrink(p.logits_fn, num_classes=p.num_classes, **s),
+                                   {"num_epochs": 1}),
+    "boundary_expand": _classifier(lambda p, s: methods.boundary_expand(p.logits_fn, num_classes=p.num_classes, **s),
+                                   {"num_epochs": 1}),
     "influence": _classifier(lambda p, s: methods.influence(
         p.loss_fn, num_classes=p.num_classes, **{"gauss_newton": _gauss_newton(p), "damping": 1e-2, **s}), {}),
     "influence_lissa": _classifier(lambda p, s: methods.influence(
