@@ -20,7 +20,8 @@ that row. Every method runs for every ``N``; :data:`COST_NOTES` says which ones 
 
 With a ``mesh`` (:func:`jaxunlearn.sharding.model_mesh`) the model axis of the keys, hence of every stacked
 pytree derived from them, lies across the devices (:mod:`jaxunlearn.sharding`), padded to a multiple of the
-device count; the padding models are dropped before any metric.
+device count; the padding models are dropped before any metric. On a CPU every program runs over groups of
+models (:func:`jaxunlearn.sharding.map_groups`, sized by :func:`jaxunlearn.sharding.group_size`), compiled once.
 
 Models with batch-norm statistics (``resnet18``) are not supported: the methods bind one set of statistics
 to their loss, while each of the ``N`` models has its own.
@@ -28,6 +29,7 @@ to their loss, while each of the ``N`` models has its own.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -60,6 +62,9 @@ ROW_NOTES = {
 }
 
 _ORIGINAL, _REFERENCE, _CEILING, _METHODS = range(4)  # fold_in constants of the seed's key
+
+#: One optax Adam per learning rate: the trainer compiles once per optimizer object, so seeds share it.
+_adam = functools.cache(optax.adam)
 
 
 class ManyModelsResult(NamedTuple):
@@ -109,7 +114,8 @@ def _check_model(module: Any, input_shape: tuple[int, ...]) -> None:
 
 def _evaluator(logits_fn: Callable) -> Callable:
     """``evaluate(stacked params, forget x, retain (x, y), test (x, y))`` -> forget logits ``[M, F, C]`` and the
-    retain and test accuracies ``[M]``, vmapped over the models and jitted once."""
+    retain and test accuracies ``[M]``, vmapped over the models and jitted once (call it through
+    :func:`jaxunlearn.sharding.map_groups`)."""
 
     def accuracy(params, x, y):
         def count(chunk, _):
@@ -124,15 +130,16 @@ def _evaluator(logits_fn: Callable) -> Callable:
 
 
 def _unlearn_program(unlearner: Any) -> Callable:
-    """``program(stacked params, data, request, keys)`` -> unlearned stacked params: ``init`` then ``update`` per
+    """``program((stacked params, keys), data, request)`` -> unlearned stacked params: ``init`` then ``update`` per
     model (``key`` split into the two), vmapped over params and keys, jitted once (errors keep their class)."""
 
-    def one(params, data, request, key):
+    def one(models, data, request):
+        params, key = models
         k_init, k_update = jax.random.split(key)
         state = unlearner.init(params, data, key=k_init)
         return unlearner.update(params, request, state, key=k_update)[0]
 
-    return keep_errors_jit(jax.vmap(one, in_axes=(0, None, None, 0)))
+    return keep_errors_jit(jax.vmap(one, in_axes=(0, None, None)))
 
 
 def run_many_models(
@@ -180,7 +187,7 @@ def run_many_models(
         """Every set of ``which`` trained in one vmapped run (one compilation), returned set by set."""
         start = time.perf_counter()
         variables, _ = train_classifier_many_seeds(
-            module, data, keys(*which), optimizer=optax.adam(config.learning_rate), num_epochs=config.epochs,
+            module, data, keys(*which), optimizer=_adam(config.learning_rate), num_epochs=config.epochs,
             batch_size=config.batch_size, progress=progress)
         params = jax.block_until_ready(variables["params"])
         log(f"[seed {seed}] trained {len(which)} x {total} {desc} in {time.perf_counter() - start:.1f}s")
@@ -193,11 +200,13 @@ def run_many_models(
     evaluate = _evaluator(models.logits_fn(module, template))
     forget, retain, held_out = split.forget_train, split.retain_train, split.retain_test
     labels = np.asarray(forget.y)
+    # models per program on a CPU, sized as the trainer's groups: parameters and two moments (Adam) per model
+    group = sharding.group_size(3 * sum(np.asarray(a).nbytes for a in jax.tree.leaves(template["params"])))
 
     def measure(params) -> tuple[np.ndarray, float, float]:
-        logits, retain_acc, test_acc = sharding.to_host(evaluate(
-            params, jnp.asarray(forget.x), (jnp.asarray(retain.x), jnp.asarray(retain.y)),
-            (jnp.asarray(held_out.x), jnp.asarray(held_out.y))))
+        logits, retain_acc, test_acc = sharding.to_host(sharding.map_groups(
+            evaluate, params, jnp.asarray(forget.x), (jnp.asarray(retain.x), jnp.asarray(retain.y)),
+            (jnp.asarray(held_out.x), jnp.asarray(held_out.y)), group_size=group))
         return logits[:n], float(retain_acc[:n].mean()), float(test_acc[:n].mean())
 
     ref_logits, ref_retain, ref_test = measure(references)
@@ -214,8 +223,9 @@ def run_many_models(
             params = ceiling
         else:
             program = _unlearn_program(build_method(name, ctx))
+            method_keys = sharding.model_keys(method_key(k_methods, name), total, mesh)
             params = jax.block_until_ready(
-                program(originals, data, request, sharding.model_keys(method_key(k_methods, name), total, mesh)))
+                sharding.map_groups(program, (originals, method_keys), data, request, group_size=group))
         seconds = time.perf_counter() - start
         logits, retain_acc, test_acc = measure(params)
         quality = metrics.forgetting_quality(logits, ref_logits, labels)

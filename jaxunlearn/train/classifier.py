@@ -12,6 +12,7 @@ Evaluation is in eval mode through a ``logits_fn(params, x) -> logits``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -99,20 +100,40 @@ def train_classifier_many_seeds(
     """
     x, y = as_xy(train_data, "train_data")
     check_key(keys, "keys")
-
-    def init_variables(k):
-        return module.init(k, x[:1], train=False)
-
+    init_variables = _InitVariables(module, tuple(x.shape[1:]), jnp.result_type(x).name)
     first_key = jax.random.split(keys[0])[0]
     shapes = jax.eval_shape(init_variables, first_key)
     _check_classifier_data(module, shapes, x, y, "train_data")
     # the non-parameter collections (batch-norm statistics) start equal for every seed
     model_state = split_variables(jax.jit(init_variables)(first_key))[1] if len(shapes) > 1 else {}
     state, history = train_many_seeds(
-        training_loss(module), optimizer, lambda k: init_variables(k)["params"], (x, y), keys,
+        training_loss(module), optimizer, _InitParams(init_variables), (x, y), keys,
         batch_size=batch_size, num_epochs=num_epochs, model_state=model_state, progress=progress,
     )
     return {"params": state.params, **state.model_state}, history
+
+
+@dataclasses.dataclass(frozen=True)
+class _InitVariables:
+    """``key -> module.init(key, zeros((1, *input_shape)), train=False)``; equal for equal settings, so the
+    programs compiled for one call of :func:`train_classifier_many_seeds` serve the next."""
+
+    module: Any
+    input_shape: tuple[int, ...]
+    dtype: str
+
+    def __call__(self, key: Any) -> Any:
+        return self.module.init(key, jnp.zeros((1, *self.input_shape), self.dtype), train=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _InitParams:
+    """The ``"params"`` collection of :class:`_InitVariables`."""
+
+    init_variables: _InitVariables
+
+    def __call__(self, key: Any) -> Any:
+        return self.init_variables(key)["params"]
 
 
 def _check_classifier_data(module: Any, variables: Any, x: Any, y: Any, name: str) -> None:

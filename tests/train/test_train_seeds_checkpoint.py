@@ -1,5 +1,7 @@
-"""train_many_seeds equals the same seeds trained one by one; checkpoints round-trip and are written atomically."""
+"""train_many_seeds equals the same seeds trained one by one and compiles once; checkpoints round-trip and are
+written atomically."""
 
+import contextlib
 import os
 
 import jax
@@ -8,7 +10,14 @@ import numpy as np
 import optax
 import pytest
 
-from jaxunlearn.train import fit, init_train_state, load_checkpoint, params_only, save_checkpoint, train_many_seeds
+from jaxunlearn.train import (
+    fit,
+    init_train_state,
+    load_checkpoint,
+    params_only,
+    save_checkpoint,
+    train_many_seeds,
+)
 
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(32, 4)).astype(np.float32)
@@ -29,12 +38,36 @@ def loss(p, batch):
     return optax.softmax_cross_entropy_with_integer_labels(logits(p, x), y).mean()
 
 
-def test_vmapped_seeds_equal_sequential_runs():
+@contextlib.contextmanager
+def count_compilations():
+    """Counts XLA backend compilations inside the block (``jax.monitoring`` duration events)."""
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_vmapped_seeds_equal_sequential_runs_and_a_second_call_compiles_nothing():
     opt = optax.sgd(0.1, momentum=0.9)
     lifted = params_only(loss)
     keys = jax.random.split(jax.random.key(11), 2)
-    state, hist = train_many_seeds(lifted, opt, init_fn, (X, Y), keys, batch_size=8, num_epochs=2, progress=False)
+    # one seed per group: two calls of one compiled program (on a CPU many seeds train in groups)
+    state, hist = train_many_seeds(lifted, opt, init_fn, (X, Y), keys, batch_size=8, num_epochs=2, progress=False,
+                                   seeds_per_group=1)
     assert hist["loss"].shape == (2, 2) and hist["step_loss"].shape == (2, 2, 4)
+    with count_compilations() as compiled:
+        again, again_hist = train_many_seeds(lifted, opt, init_fn, (X, Y), keys, batch_size=8, num_epochs=2,
+                                             progress=False, seeds_per_group=1)
+    assert compiled[0] == 0
+    np.testing.assert_array_equal(np.asarray(again.params["w1"]), np.asarray(state.params["w1"]))
+    np.testing.assert_array_equal(again_hist["step_loss"], hist["step_loss"])
     for s in range(2):
         init_key, train_key = jax.random.split(keys[s])
         one, one_hist = fit(lifted, opt, init_train_state(init_fn(init_key), opt), (X, Y),
@@ -46,10 +79,13 @@ def test_vmapped_seeds_equal_sequential_runs():
     assert not np.allclose(state.params["w2"][0], state.params["w2"][1])
 
 
-def test_train_many_seeds_rejects_a_single_key():
+def test_train_many_seeds_rejects_a_single_key_and_a_bad_group():
     with pytest.raises(ValueError, match="leading seed axis"):
         train_many_seeds(params_only(loss), optax.sgd(0.1), init_fn, (X, Y), jax.random.key(0), batch_size=8,
                          num_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="seeds_per_group"):
+        train_many_seeds(params_only(loss), optax.sgd(0.1), init_fn, (X, Y), jax.random.split(jax.random.key(0)),
+                         batch_size=8, num_epochs=1, progress=False, seeds_per_group=0)
 
 
 def test_checkpoint_round_trip_of_a_train_state(tmp_path):
