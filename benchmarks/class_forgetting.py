@@ -53,7 +53,7 @@ def main(argv=None):
         rows = run_forgetting(config, progress=False, log=lambda m: print(m, file=sys.stderr))
         summaries = summarise(rows)
         title = f"{config.dataset} / {config.model_name} / {scenario}, {len(seeds)} seeds"
-        print(f"\n{title}\n{format_table(summaries)}")
+        print(f"\n{title}\n{format_table(summaries, scenario=scenario)}")
         out = os.path.join(args.out, f"{config.dataset}-{scenario.replace(':', '_')}")
         write_results(out, {**dataclasses.asdict(config), "title": title}, rows, summaries)
 

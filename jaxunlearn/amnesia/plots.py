@@ -25,17 +25,35 @@ def _pyplot():
 def sample_grids(
     grids: Sequence[np.ndarray], titles: Sequence[str], image_shape: tuple[int, int], path: str
 ) -> str:
-    """One panel per grid; grid ``g`` (C, K, D): row ``c`` holds ``K`` samples of class ``c``, each ``D = H*W`` pixels."""
+    """One panel per grid; grid ``g`` (C, K, D): row ``c`` holds ``K`` samples of class ``c``, each ``D = H*W`` pixels.
+
+    Every image pixel is drawn as a square of the same size in every panel (the figure is sized from the
+    tile counts, at most 4 inches along a panel's longer side), so images keep their aspect ratio whatever
+    ``C`` and ``K``; panels wider than tall (strips of samples) are stacked in a column, others side by side.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4), squeeze=False)
     h, w = image_shape
-    for ax, g, title in zip(axes[0], grids, titles):
+    tiles = []
+    for g in grids:
         g = np.asarray(g)
         c, k, _ = g.shape
-        tiles = g.reshape(c, k, h, w).transpose(0, 2, 1, 3).reshape(c * h, k * w)
-        ax.imshow(tiles, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        tiles.append(g.reshape(c, k, h, w).transpose(0, 2, 1, 3).reshape(c * h, k * w))
+    scale = min(0.05, 4.0 / max(max(t.shape) for t in tiles))  # inches per image pixel
+    stacked = all(t.shape[1] > t.shape[0] for t in tiles)
+    heights, widths = [t.shape[0] for t in tiles], [t.shape[1] for t in tiles]
+    if stacked:
+        fig, axes = plt.subplots(len(tiles), 1, squeeze=False, gridspec_kw={"height_ratios": heights},
+                                 figsize=(max(widths) * scale + 0.6, sum(px * scale + 0.45 for px in heights)))
+        panels = axes[:, 0]
+    else:
+        fig, axes = plt.subplots(1, len(tiles), squeeze=False, gridspec_kw={"width_ratios": widths},
+                                 figsize=(sum(px * scale + 0.6 for px in widths), max(heights) * scale + 0.45))
+        panels = axes[0]
+    for ax, tile, title in zip(panels, tiles, titles):
+        ax.imshow(tile, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
         ax.set_title(title, fontsize=9)
-        ax.set_yticks((np.arange(c) + 0.5) * h, [str(i) for i in range(c)])
+        rows = tile.shape[0] // h
+        ax.set_yticks((np.arange(rows) + 0.5) * h, [str(i) for i in range(rows)])
         ax.set_xticks([])
     try:
         return save_figure(fig, path)

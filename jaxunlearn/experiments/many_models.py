@@ -211,7 +211,7 @@ def run_many_models(
 
     ref_logits, ref_retain, ref_test = measure(references)
     ctx = MethodContext(module, template, split, train.num_classes, input_shape, config.epochs,
-                        config.batch_size, config.learning_rate)
+                        config.batch_size, config.learning_rate, config.method_settings())
     data, request = split.full_train.arrays, jnp.asarray(split.full_train_request)
     rows, epsilons = [], {}
     k_methods = jax.random.fold_in(key, _METHODS)

@@ -53,14 +53,35 @@ def test_format_table_shows_mean_and_spread():
     assert "ssd" in table and "0.200±.100" in table
 
 
-def _rows(methods):
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory):
+    """One model cache for the module: the original and reference are trained once."""
+    from jaxunlearn.experiments import ModelCache
+
+    return ModelCache(str(tmp_path_factory.mktemp("cache")))
+
+
+def _rows(methods, cache, messages=None):
     config = ForgettingConfig(scenario="class:3", methods=methods, seeds=(0,), epochs=30, warm_timing=False)
-    return {r["method"]: r for r in run_seed(config, 0, progress=False, log=lambda m: None)}
+    log = (lambda m: None) if messages is None else messages.append
+    return {r["method"]: r for r in run_seed(config, 0, cache=cache, progress=False, log=log)}
 
 
 @pytest.fixture(scope="module")
-def ssd_and_jit_rows():
-    return _rows(("ssd", "jit"))
+def ssd_and_jit_run(model_cache):
+    messages = []
+    return _rows(("ssd", "jit"), model_cache, messages), messages
+
+
+@pytest.fixture(scope="module")
+def ssd_and_jit_rows(ssd_and_jit_run):
+    return ssd_and_jit_run[0]
+
+
+def test_progress_is_shown_across_methods(ssd_and_jit_run):
+    messages = ssd_and_jit_run[1]
+    assert "[seed 0] [1/2] ssd ..." in messages and "[seed 0] [2/2] jit ..." in messages
+    assert messages.index("[seed 0] [1/2] ssd ...") < messages.index("[seed 0] [2/2] jit ...")
 
 
 def test_run_seed_ssd_forgets_a_class_and_retrain_is_the_reference(ssd_and_jit_rows):
@@ -74,23 +95,32 @@ def test_run_seed_ssd_forgets_a_class_and_retrain_is_the_reference(ssd_and_jit_r
     assert rows["ssd"]["seconds"] > 0
 
 
-def test_a_methods_result_does_not_depend_on_the_other_methods_run(ssd_and_jit_rows):
+def test_a_methods_result_does_not_depend_on_the_other_methods_run(ssd_and_jit_rows, model_cache):
     """Each method's key comes from its name, not its position: JiT alone == JiT after SSD (same seed)."""
+    from jaxunlearn.experiments import ModelCache
+
     def metrics_of(row):
-        return {k: v for k, v in row.items() if k not in ("seconds", "speedup")}
+        return {k: v for k, v in row.items() if k not in ("seconds", "speedup", "from_cache")}
 
-    assert metrics_of(_rows(("jit",))["jit"]) == metrics_of(ssd_and_jit_rows["jit"])
+    fresh = ModelCache(model_cache.root, reuse_rows=False)  # the cached models, JiT computed again
+    assert metrics_of(_rows(("jit",), fresh)["jit"]) == metrics_of(ssd_and_jit_rows["jit"])
 
 
-def test_cli_writes_table_json_csv_png(tmp_path, capsys):
-    code = cli.main(["forget", "--methods", "ssd", "--seeds", "0", "--epochs", "3", "--quiet", "--cold-timing",
-                     "--out", str(tmp_path)])
+def test_cli_writes_table_json_csv_png(tmp_path, tmp_path_factory, capsys):
+    cache = tmp_path_factory.getbasetemp() / "jaxunlearn-test-cache"  # the tiny run of test_cache and test_sweep
+    code = cli.main(["forget", "--methods", "ssd", "--seeds", "0", "--epochs", "2", "--quiet", "--cold-timing",
+                     "--out", str(tmp_path / "out"), "--cache-dir", str(cache), "--set", "ssd.alpha=8"])
     assert code == 0
     out = capsys.readouterr().out
     assert "method" in out and "ssd" in out and "retrain" in out
-    folder = tmp_path / "digits-class_3"
+    folder = tmp_path / "out" / "digits-class_3"
     result = json.loads((folder / "results.json").read_text())
     assert {r["method"] for r in result["rows"]} == {"original", "retrain", "ssd"}
+    # the resolved configuration is recorded, and config.toml runs the same comparison
+    assert result["config"]["method_settings"] == {"ssd": {"alpha": 8.0, "lambda_": 1.0, "batch_size": 64}}
+    assert result["config"]["settings"] == {"ssd": {"alpha": 8}}
+    assert cli.main(["forget", "--config", str(folder / "config.toml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == (folder / "config.toml").read_text()
     assert (folder / "summary.csv").read_text().startswith("method,")
     assert (folder / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert not [f for f in os.listdir(folder) if f.startswith(".tmp")]
@@ -98,11 +128,11 @@ def test_cli_writes_table_json_csv_png(tmp_path, capsys):
     from jaxunlearn.io import verify_folder
 
     manifest = verify_folder(folder)
-    assert set(manifest["files"]) == {"results.json", "summary.csv", "comparison.png"}
+    assert set(manifest["files"]) == {"results.json", "summary.csv", "comparison.png", "config.toml"}
     result = _strict_loads((folder / "results.json").read_text())  # "original" has speedup NaN: written null
     assert result["run_id"] == manifest["run_id"]
     assert next(r for r in result["rows"] if r["method"] == "original")["speedup"] is None
-    assert [e for e in os.listdir(tmp_path) if e.startswith(".")] == []
+    assert [e for e in os.listdir(tmp_path / "out") if e.startswith(".")] == []
 
 
 def test_cli_errors_are_clear(capsys):
@@ -122,7 +152,7 @@ def test_cli_runs_cifar20_subclass_through_tfds(tmp_path, capsys):
     with tfds.testing.mock_data(num_examples=400):
         code = cli.main(["forget", "--dataset", "cifar20", "--scenario", "subclass:rocket", "--model", "mlp",
                          "--methods", "ssd", "--seeds", "0", "--epochs", "1", "--download", "--cold-timing",
-                         "--quiet", "--out", str(tmp_path)])
+                         "--quiet", "--no-cache", "--out", str(tmp_path)])
     assert code == 0, capsys.readouterr().err
     result = json.loads((tmp_path / "cifar20-subclass_rocket" / "results.json").read_text())
     assert {r["method"] for r in result["rows"]} == {"original", "retrain", "ssd"}
