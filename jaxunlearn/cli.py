@@ -72,10 +72,22 @@ def _stand_ins(dataset: str) -> list[tuple[Any, Any]]:
     import numpy as np
 
     from jaxunlearn.data import Dataset, coarse_labels, load_digits
+    from jaxunlearn.experiments.classification import SYNTHETIC_SIZES
     from jaxunlearn.data.tfds_loaders import MAX_CLASS_COUNT, SPLIT_SIZES, TFDS_DATASETS
 
     if dataset == "digits":
         return [load_digits()]
+    if dataset.startswith("synthetic_"):  # balanced labels: a permutation of arange(n) % K, so the counts are exact
+        k = 100 if dataset in ("synthetic_cifar20", "synthetic_cifar100") else 10
+
+        def make_synthetic(n):
+            y = np.arange(n) % k
+            x = np.zeros((n, 1), np.float32)
+            if dataset == "synthetic_cifar20":
+                return Dataset(x=x, y=coarse_labels(y), num_classes=20, fine_y=y, num_fine_classes=100)
+            return Dataset(x=x, y=y, num_classes=k)
+
+        return [tuple(make_synthetic(n) for n in SYNTHETIC_SIZES)]
     source = "cifar100" if dataset == "cifar20" else dataset
     k = TFDS_DATASETS[source][0]
 
@@ -164,7 +176,7 @@ def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
       UsageError: the first argument that cannot run, with what is accepted.
     """
     from jaxunlearn._validation import check_number, check_positive_int
-    from jaxunlearn.data import DATASETS
+    from jaxunlearn.data import DATASETS, SYNTHETIC_DATASETS
     from jaxunlearn.experiments.cache import default_cache_dir
     from jaxunlearn.experiments.classification import DEFAULT_MODEL
     from jaxunlearn.experiments.config import ConfigError, resolve_settings
@@ -203,8 +215,11 @@ def validate_forget_args(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as err:
         raise UsageError(str(err)) from None
     dataset = run["dataset"].strip().lower().replace("-", "_")
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {run['dataset']!r}; choose one of {', '.join(DATASETS)}.")
+    if dataset not in DATASETS + SYNTHETIC_DATASETS:
+        raise UsageError(f"unknown dataset {run['dataset']!r}; choose one of "
+                         f"{', '.join(DATASETS + SYNTHETIC_DATASETS)}.")
+    if dataset in SYNTHETIC_DATASETS and (run.get("data_dir") or run.get("download")):
+        raise UsageError(f"{dataset} is generated, not loaded: drop --data-dir and --download.")
     model = run["model"]
     if model is not None and model not in MODELS:
         raise UsageError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}.")
@@ -391,7 +406,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="print the resolved configuration as TOML (a valid --config file) and exit")
     r = p.add_argument_group("run")
     r.add_argument("--dataset", help="digits (embedded, default), mnist, fashion_mnist, cifar10, cifar100, "
-                                     "cifar20 (tfds, from --data-dir)")
+                                     "cifar20 (tfds, from --data-dir); synthetic_cifar100, synthetic_cifar20, "
+                                     "synthetic_cifar10, synthetic_mnist, synthetic_fashion_mnist (generated, 5,000 + 1,000 examples)")
     r.add_argument("--scenario", help="class:C (default class:3), subclass:C (cifar20), random:K or random:FRACTION, "
                                       "class_subset:C:K")
     r.add_argument("--methods", help=f"'all' (forget's default) or a comma-separated subset of {', '.join(COMPARED)}")

@@ -57,6 +57,11 @@ from jaxunlearn.train import train_classifier
 
 DEFAULT_MODEL = {"digits": "mlp", "mnist": "lenet", "fashion_mnist": "lenet", "cifar10": "resnet18",
                  "cifar100": "resnet18", "cifar20": "resnet18"}
+DEFAULT_MODEL.update({f"synthetic_{name}": model for name, model in DEFAULT_MODEL.items() if name != "digits"})
+
+#: ``(num_train, num_test)`` of the generated stand-ins (``jaxunlearn.data.SYNTHETIC_DATASETS``) in the
+#: comparison; their data seed is fixed (0), as a real dataset is the same for every run seed.
+SYNTHETIC_SIZES = (5000, 1000)
 
 #: A timed call shorter than this (seconds) is repeated (module docstring).
 SHORT_CALL_S = 0.05
@@ -115,6 +120,8 @@ class ForgettingConfig:
 def _load(config: ForgettingConfig) -> tuple[Dataset, Dataset]:
     if config.dataset == "digits":
         return load_dataset("digits")
+    if config.dataset.startswith("synthetic_"):
+        return load_dataset(config.dataset, num_train=SYNTHETIC_SIZES[0], num_test=SYNTHETIC_SIZES[1], seed=0)
     return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
 
 

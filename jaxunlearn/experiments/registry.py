@@ -181,8 +181,8 @@ def make_optimizer(spec: Mapping[str, Any]) -> optax.GradientTransformation:
 
 #: The profiles of :data:`SETTINGS` and the datasets each one serves.
 PROFILES: dict[str, tuple[str, ...]] = {
-    "digits": ("digits", "mnist", "fashion_mnist"),
-    "cifar": ("cifar10", "cifar100", "cifar20"),
+    "digits": ("digits", "mnist", "fashion_mnist", "synthetic_mnist", "synthetic_fashion_mnist"),
+    "cifar": ("cifar10", "cifar100", "cifar20", "synthetic_cifar10", "synthetic_cifar100", "synthetic_cifar20"),
 }
 
 #: Per method, its settings under the ``"digits"`` profile and (overriding those key by key) under ``"cifar"``
