@@ -7,6 +7,21 @@ import pytest
 # Multi-device code is tested on 8 fake CPU devices; must be set before jax initialises.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
+import jax  # noqa: E402  (after XLA_FLAGS)
+
+
+class CompileCounter:
+    """Counts XLA backend compilations while active (``jax.monitoring`` duration events); tests import it
+    with ``from conftest import CompileCounter``."""
+
+    count = 0
+    active = False
+
+    @classmethod
+    def listener(cls, event, duration, **kwargs):
+        if cls.active and event == "/jax/core/compile/backend_compile_duration":
+            cls.count += 1
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory):
@@ -18,3 +33,6 @@ def _private_cache_dir(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+jax.monitoring.register_event_duration_secs_listener(CompileCounter.listener)

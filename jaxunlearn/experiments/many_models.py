@@ -210,6 +210,9 @@ def run_many_models(
         return logits[:n], float(retain_acc[:n].mean()), float(test_acc[:n].mean())
 
     ref_logits, ref_retain, ref_test = measure(references)
+    # the originals (IN) and the second reference set (held-out OUT) of U-LiRA, measured once
+    measured = {"original": measure(originals), "retrain": measure(ceiling)}
+    orig_logits, ceil_logits = measured["original"][0], measured["retrain"][0]
     ctx = MethodContext(module, template, split, train.num_classes, input_shape, config.epochs,
                         config.batch_size, config.learning_rate, config.method_settings())
     data, request = split.full_train.arrays, jnp.asarray(split.full_train_request)
@@ -227,7 +230,7 @@ def run_many_models(
             params = jax.block_until_ready(
                 sharding.map_groups(program, (originals, method_keys), data, request, group_size=group))
         seconds = time.perf_counter() - start
-        logits, retain_acc, test_acc = measure(params)
+        logits, retain_acc, test_acc = measured[name] if name in measured else measure(params)
         quality = metrics.forgetting_quality(logits, ref_logits, labels)
         score = float(quality.forget_score)
         rows.append({
@@ -236,6 +239,11 @@ def run_many_models(
             "models_acc_retain_train": retain_acc, "models_acc_retain_test": test_acc,
             "models_seconds": seconds if name not in ("original", "retrain") else 0.0,
         })
+        # U-LiRA (Hayes et al. 2024): the retrain row tells half of the second reference set from the other half
+        h = n // 2
+        rows[-1].update(metrics.ulira_columns(orig_logits, ref_logits, ceil_logits[:h], ceil_logits[h:], labels)
+                        if name == "retrain" else
+                        metrics.ulira_columns(orig_logits, ref_logits, logits, ceil_logits, labels))
         epsilons[name] = np.asarray(quality.epsilons, np.float64)
         log(f"[seed {seed}] {name:12s} forget score {score:.3f}  final score {rows[-1]['final_score']:.3f}  "
             f"({seconds:.1f}s for {total} models)")

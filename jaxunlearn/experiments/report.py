@@ -58,6 +58,7 @@ TABLE_COLUMNS = (
     # many-model runs only (jaxunlearn.experiments.many_models): the challenge's scores and a note
     ("forget_score", "forget score (higher=better)", "{:.3f}"),
     ("final_score", "final score (higher=better)", "{:.3f}"),
+    ("ulira_auc", "U-LiRA AUC", "{:.3f}"),
     ("note", "note", "{}"),
 )
 
@@ -66,7 +67,7 @@ TABLE_COLUMNS = (
 DIRECTIONS = {
     "acc_retain_train": "↑", "acc_forget_train": "≈R", "acc_retain_test": "↑", "acc_forget_test": "≈R",
     "mia": "≈R", "js_to_retrain": "↓", "l1_to_retrain": "↓", "zrf": "≈R", "seconds": "↓", "speedup": "↑",
-    "svc_mia_confidence": "≈R", "relearn_steps": "≈R", "cka_forget": "↑",
+    "svc_mia_confidence": "≈R", "relearn_steps": "≈R", "cka_forget": "↑", "ulira_auc": "≈R",
 }
 
 #: What each column measures (the legend under the table).
@@ -90,6 +91,8 @@ LEGEND = {
                f"{1000 * SHORT_CALL_S:.0f} ms: the median of repeats)",
     "speedup": "×retrain: retraining time / method time",
     "forget_score": "forget/final score: the NeurIPS 2023 challenge's scores from many models",
+    "ulira_auc": "U-LiRA AUC: how well a per-example likelihood-ratio attack tells the method's models from "
+                 "held-out retrained ones (0.5 = not at all; results.json: TPR at low FPR)",
 }
 
 #: The flag of a method that changed nothing measurable (``summary["no_effect"]``, set by ``summarise``).

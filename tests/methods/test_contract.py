@@ -35,19 +35,7 @@ REQUEST_1 = np.arange(0, K)
 REQUEST_2 = np.arange(K, 2 * K)
 
 
-class CompileCounter:
-    """Counts XLA backend compilations while active (``jax.monitoring`` duration events)."""
-
-    count = 0
-    active = False
-
-    @classmethod
-    def listener(cls, event, duration, **kwargs):
-        if cls.active and event == "/jax/core/compile/backend_compile_duration":
-            cls.count += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(CompileCounter.listener)
+from conftest import CompileCounter  # noqa: E402  (tests/conftest.py, shared by the suite)
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_contract import CompileCounter
+from conftest import CompileCounter
 
 from jaxunlearn.methods.selective_amnesia import make_sa_fisher, sa_fisher_diagonal
 from jaxunlearn.models.cvae import CVAE

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from blackjax.util import generate_gaussian_noise
-from test_contract import CompileCounter
+from conftest import CompileCounter
 
 from jaxunlearn import bayes
 from jaxunlearn.data.minibatch import draw_batches, shuffled_batches

@@ -20,19 +20,7 @@ from jaxunlearn.train import fit, init_train_state, make_step, params_only
 from jaxunlearn.train.loop import scan_steps
 
 
-class CompileCounter:
-    """Counts XLA backend compilations while active (``jax.monitoring`` duration events)."""
-
-    count = 0
-    active = False
-
-    @classmethod
-    def listener(cls, event, duration, **kwargs):
-        if cls.active and event == "/jax/core/compile/backend_compile_duration":
-            cls.count += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(CompileCounter.listener)
+from conftest import CompileCounter  # noqa: E402  (tests/conftest.py, shared by the suite)
 
 
 def test_policy_is_validated_scoped_and_resolved_per_backend():
