@@ -67,7 +67,8 @@ def _stand_ins(dataset: str) -> list[tuple[Any, Any]]:
     so class scenarios are checked against an upper bound; the second has the
     exact split sizes (:data:`~jaxunlearn.data.tfds_loaders.SPLIT_SIZES`), for
     random scenarios. CIFAR-20 cycles through the 100 fine classes with the
-    superclasses as ``y``.
+    superclasses as ``y``. A synthetic dataset (``synthetic_<name>``) gets one
+    exact pair of the comparison's sizes (its labels are balanced).
     """
     import numpy as np
 
@@ -77,27 +78,20 @@ def _stand_ins(dataset: str) -> list[tuple[Any, Any]]:
 
     if dataset == "digits":
         return [load_digits()]
-    if dataset.startswith("synthetic_"):  # balanced labels: a permutation of arange(n) % K, so the counts are exact
-        k = 100 if dataset in ("synthetic_cifar20", "synthetic_cifar100") else 10
-
-        def make_synthetic(n):
-            y = np.arange(n) % k
-            x = np.zeros((n, 1), np.float32)
-            if dataset == "synthetic_cifar20":
-                return Dataset(x=x, y=coarse_labels(y), num_classes=20, fine_y=y, num_fine_classes=100)
-            return Dataset(x=x, y=y, num_classes=k)
-
-        return [tuple(make_synthetic(n) for n in SYNTHETIC_SIZES)]
-    source = "cifar100" if dataset == "cifar20" else dataset
+    synthetic = dataset.startswith("synthetic_")
+    name = dataset.removeprefix("synthetic_")
+    source = "cifar100" if name == "cifar20" else name
     k = TFDS_DATASETS[source][0]
 
     def make(n):
         y = np.arange(n) % k
         x = np.zeros((n, 1), np.float32)
-        if dataset == "cifar20":
+        if name == "cifar20":
             return Dataset(x=x, y=coarse_labels(y), num_classes=20, fine_y=y, num_fine_classes=100)
         return Dataset(x=x, y=y, num_classes=k)
 
+    if synthetic:  # balanced labels, a permutation of arange(n) % K: the class counts are exact
+        return [tuple(make(n) for n in SYNTHETIC_SIZES)]
     n_train, n_test = SPLIT_SIZES[source]
     return [(make(k * MAX_CLASS_COUNT[source]), make(n_test)), (make(n_train), make(n_test))]
 
