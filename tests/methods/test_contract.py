@@ -179,7 +179,8 @@ def test_method_follows_the_contract(name):
 def test_every_method_is_registered():
     exported = {"finetune", "retrain", "neggrad", "neggrad_plus", "amnesiac", "bad_teacher", "scrub", "influence",
                 "ssd", "lfssd", "lipschitz", "vi_forgetting", "mcmc_forgetting", "importance_sampling",
-                "selective_amnesia"}
+                "selective_amnesia", "random_labels", "salun", "l1_sparse", "unsir", "boundary_shrink",
+                "boundary_expand"}
     assert exported <= set(ju.methods.__all__)
     families = {registry.REGISTRY[n].family for n in registry.names()}
     assert families == set(CASES)
