@@ -106,7 +106,7 @@ def data_sha256(x: Any, y: Any) -> str:
 
 
 def model_key(*, role: str, seed: int, dataset: str, x: Any, y: Any, model: str, num_classes: int, epochs: int,
-              batch_size: int, learning_rate: float) -> dict:
+              batch_size: int, learning_rate: float, model_options: Any = None, optimizer: Any = None) -> dict:
     """The key of a trained model (module docstring): a dict of plain values.
 
     Args:
@@ -115,7 +115,9 @@ def model_key(*, role: str, seed: int, dataset: str, x: Any, y: Any, model: str,
       dataset: the dataset's name.
       x, y: the exact training arrays (the retain set for ``"retrain"``).
       model: the classifier's name; num_classes: its outputs.
-      epochs, batch_size, learning_rate: the Adam training recipe.
+      epochs, batch_size, learning_rate: the training recipe (Adam at ``learning_rate`` unless ``optimizer``).
+      model_options: the classifier's further attributes (``stage_widths``, ...), a mapping of plain values.
+      optimizer: the training optimizer as a table (:func:`jaxunlearn.experiments.registry.make_training_optimizer`).
 
     Returns:
       The key; :func:`key_hash` hashes it.
@@ -125,11 +127,21 @@ def model_key(*, role: str, seed: int, dataset: str, x: Any, y: Any, model: str,
 
     return {
         "role": role, "seed": int(seed), "dataset": dataset, "data_sha256": data_sha256(x, y), "model": model,
-        "num_classes": int(num_classes), "epochs": int(epochs), "batch_size": int(batch_size), "optimizer": "adam",
-        "learning_rate": float(learning_rate), "jaxunlearn": jaxunlearn.__version__,
+        "num_classes": int(num_classes), "epochs": int(epochs), "batch_size": int(batch_size),
+        "optimizer": "adam" if optimizer is None else _plain(optimizer), "learning_rate": float(learning_rate),
+        **({"model_options": _plain(model_options)} if model_options else {}), "jaxunlearn": jaxunlearn.__version__,
         "training_code_sha256": training_code_sha256(model), "jax": jax.__version__, "flax": flax.__version__,
         "optax": optax.__version__,
     }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with mappings as sorted dicts and sequences as lists: the same JSON for equal settings."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def key_hash(key: dict) -> str:

@@ -49,6 +49,7 @@ from jaxunlearn.experiments.registry import (
     COMPARED,
     MethodContext,
     build_method,
+    make_training_optimizer,
     profile_of,
     resolve_methods,
 )
@@ -75,9 +76,16 @@ NO_EFFECT_ACCURACY = 0.01
 
 @dataclasses.dataclass(frozen=True)
 class ForgettingConfig:
-    """One comparison: dataset, model, scenario, methods, seeds, the training recipe (Adam) and ``settings``,
+    """One comparison: dataset, model, scenario, methods, seeds, the training recipe and ``settings``,
     the methods' settings that differ from their defaults (``{method: {key: value}}``, plain values;
-    :mod:`jaxunlearn.experiments.config`)."""
+    :mod:`jaxunlearn.experiments.config`).
+
+    The recipe trains ``epochs`` epochs of batches of ``batch_size`` with Adam at ``learning_rate``, or with
+    ``optimizer`` when given (a table, :func:`~jaxunlearn.experiments.registry.make_training_optimizer`: the
+    originals' SGD with step decay). ``model_options`` are further attributes of the classifier
+    (``{"stage_widths": (16, 32, 64, 128)}``; :func:`jaxunlearn.models.create`). ``extra_metrics=False``
+    leaves out the attacks, relearning and CKA of :func:`jaxunlearn.metrics.comparison_metrics` (the seeds'
+    tables need accuracies and the entropy attack only)."""
 
     dataset: str = "digits"
     scenario: str = "class:3"
@@ -91,6 +99,9 @@ class ForgettingConfig:
     download: bool = False
     warm_timing: bool = True
     settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer: Mapping[str, Any] | None = None
+    extra_metrics: bool = True
 
     def __post_init__(self):
         """Reject a configuration that would train nothing or train wrongly, before any work."""
@@ -106,6 +117,8 @@ class ForgettingConfig:
         check_number(self.learning_rate, "learning_rate", low=0.0, low_inclusive=False)
         resolve_methods(self.methods)
         self.method_settings()  # unknown methods, keys or types raise here
+        if self.optimizer is not None:
+            make_training_optimizer(self.optimizer, steps_per_epoch=1)  # an unknown optimizer or key raises here
 
     @property
     def model_name(self) -> str:
@@ -181,6 +194,8 @@ def _evaluate(run: "SeedRun", logits: Callable, params: Any) -> dict[str, float]
                                    teacher_logits_fn=run.logits))
     # the attacks, relearning and CKA of jaxunlearn.metrics.comparison (relearning needs a forget set larger
     # than its fine-tuning examples); the same key for every row of the seed: every row is probed alike
+    if not run.config.extra_metrics:
+        return row
     relearn = num_examples(split.forget_train.arrays) > 2 * RELEARN_EXAMPLES
     extra = metrics.comparison_metrics(
         logits, params, split=split, test=run.test, key=jax.random.fold_in(run.methods_key, 1),
@@ -235,7 +250,8 @@ def _train(config: ForgettingConfig, module, data: Dataset, key, *, template: di
     if cache is not None:
         entry = model_key(role=role, seed=seed, dataset=config.dataset, x=data.x, y=data.y, model=config.model_name,
                           num_classes=data.num_classes, epochs=config.epochs, batch_size=config.batch_size,
-                          learning_rate=config.learning_rate)
+                          learning_rate=config.learning_rate, model_options=config.model_options,
+                          optimizer=config.optimizer)
         hit = cache.load(entry, template)
         if hit is not None and (not time_it or timing in hit[1]):
             log(f"[seed {seed}] {role}: loaded from the cache ({cache.path(entry)})")
@@ -245,11 +261,15 @@ def _train(config: ForgettingConfig, module, data: Dataset, key, *, template: di
                 "training it again to time it")
 
     k_init, k_train = jax.random.split(key)
+    if config.optimizer is None:
+        optimizer = optax.adam(config.learning_rate)
+    else:
+        optimizer = make_training_optimizer(config.optimizer, steps_per_epoch=-(-len(data.y) // config.batch_size))
 
     def run(what: str | None):
         _, variables = models.create(config.model_name, num_classes=data.num_classes, input_shape=data.x.shape[1:],
-                                     key=k_init)
-        return train_classifier(module, variables, data, optimizer=optax.adam(config.learning_rate),
+                                     key=k_init, **config.model_options)
+        return train_classifier(module, variables, data, optimizer=optimizer,
                                 num_epochs=config.epochs, batch_size=config.batch_size, key=k_train,
                                 progress=progress and what != "repeat",
                                 desc=f"seed {seed}: {role}" + (f" ({what})" if what else ""))[0]
@@ -266,23 +286,24 @@ def _train(config: ForgettingConfig, module, data: Dataset, key, *, template: di
 
 
 def prepare_seed(config: ForgettingConfig, seed: int, *, cache: ModelCache | None = None, progress: bool = True,
-                 log: Callable[[str], None] = print) -> SeedRun:
+                 log: Callable[[str], None] = print, data: tuple[Dataset, Dataset] | None = None) -> SeedRun:
     """The split of ``seed``, the original and retrained models (trained, or loaded from ``cache``), the
-    teacher of ZRF and the method context: what every method of the seed is measured against."""
-    train, test = _load(config)
+    teacher of ZRF and the method context: what every method of the seed is measured against. ``data``:
+    the ``(train, test)`` sets of ``config.dataset`` when the caller has loaded them (default: loaded here)."""
+    train, test = _load(config) if data is None else data
     split = parse_scenario(config.scenario, train, test, seed=seed)
     input_shape = tuple(train.x.shape[1:])
     key = jax.random.key(seed)
     k_orig, k_retrain, k_teacher, k_methods = jax.random.split(key, 4)
     module, teacher = models.create(config.model_name, num_classes=train.num_classes, input_shape=input_shape,
-                                    key=k_teacher)
+                                    key=k_teacher, **config.model_options)
     log(f"[seed {seed}] {config.dataset}/{config.model_name}, scenario {config.scenario}: {split.sizes}")
     common = dict(template=teacher, seed=seed, cache=cache, progress=progress, log=log)
     original, _, _, original_hash = _train(config, module, train, k_orig, role="original", time_it=False, **common)
     retrained, retrain_seconds, cached, retrain_hash = _train(config, module, split.retain_train, k_retrain,
                                                               role="retrain", time_it=True, **common)
     ctx = MethodContext(module, original, split, train.num_classes, input_shape, config.epochs, config.batch_size,
-                        config.learning_rate, config.method_settings())
+                        config.learning_rate, config.method_settings(), dict(config.model_options))
     logits = models.logits_fn(module, original)
     stateless = len(retrained) == 1  # params only: one logits function serves both models
     retrain_logits = logits if stateless else models.logits_fn(module, retrained)
@@ -364,9 +385,9 @@ def describe(row: dict[str, Any]) -> str:
 
 
 def run_seed(config: ForgettingConfig, seed: int, *, cache: ModelCache | None = None, progress: bool = True,
-             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+             log: Callable[[str], None] = print, data: tuple[Dataset, Dataset] | None = None) -> list[dict[str, Any]]:
     """All methods of ``config`` on one seed; one result row (a dict) per method (:func:`run_method`)."""
-    run = prepare_seed(config, seed, cache=cache, progress=progress, log=log)
+    run = prepare_seed(config, seed, cache=cache, progress=progress, log=log, data=data)
     names = resolve_methods(config.methods)
     compared = [n for n in names if n in COMPARED]
     rows = []
@@ -380,11 +401,13 @@ def run_seed(config: ForgettingConfig, seed: int, *, cache: ModelCache | None = 
 
 
 def run_forgetting(config: ForgettingConfig, *, cache: ModelCache | None = None, progress: bool = True,
-                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Every seed of ``config``; the concatenated rows of :func:`run_seed` (models from ``cache`` when given)."""
+                   log: Callable[[str], None] = print, data: tuple[Dataset, Dataset] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Every seed of ``config``; the concatenated rows of :func:`run_seed` (models from ``cache`` when given;
+    ``data``: ``(train, test)`` when already loaded)."""
     rows = []
     for seed in config.seeds:
-        rows.extend(run_seed(config, seed, cache=cache, progress=progress, log=log))
+        rows.extend(run_seed(config, seed, cache=cache, progress=progress, log=log, data=data))
     return rows
 
 

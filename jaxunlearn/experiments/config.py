@@ -203,11 +203,11 @@ def check_override(method: str, override: Mapping[str, Any], base: Mapping[str, 
                                   f"{full}.{next(iter(default))}=..., or give a TOML table.")
             out[key] = check_override(method, value, default, where, prefix=f"{prefix}{key}.")
         else:
-            out[key] = _coerce(value, default, full, where, key in nullable)
+            out[key] = coerce(value, default, full, where, key in nullable)
     return out
 
 
-def _coerce(value: Any, default: Any, full: str, where: str, nullable: bool = False) -> Any:
+def coerce(value: Any, default: Any, full: str, where: str, nullable: bool = False) -> Any:
     def wrong(kind: str) -> ConfigError:
         return ConfigError(f"{where}: {full} takes {kind}; got {value!r}.")
 

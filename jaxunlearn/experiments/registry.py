@@ -70,6 +70,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
+import jax.numpy as jnp
 import optax
 
 from jaxunlearn import models
@@ -83,7 +84,8 @@ from jaxunlearn.train.optim import torch_sgd
 class MethodContext(NamedTuple):
     """What a builder may use: the model, its trained variables, the split, the training recipe and, in
     ``settings``, the resolved settings of the methods (``{name: settings}``; a method missing there runs with
-    its ``"digits"`` defaults, :func:`default_settings`)."""
+    its ``"digits"`` defaults, :func:`default_settings`); ``model_options``: the classifier's further
+    attributes (:func:`jaxunlearn.models.create`), so a fresh model has the trained one's shapes."""
 
     module: Any
     variables: dict
@@ -94,6 +96,7 @@ class MethodContext(NamedTuple):
     batch_size: int
     learning_rate: float
     settings: Mapping[str, Mapping[str, Any]] | None = None
+    model_options: Mapping[str, Any] | None = None
 
 
 def problem(ctx: MethodContext) -> ClassifierProblem:
@@ -111,7 +114,8 @@ def _init_fn(ctx: MethodContext) -> Callable:
     name = {v: k for k, v in models.MODELS.items()}.get(type(ctx.module), "mlp")
 
     def init_fn(key):
-        return models.create(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape, key=key)[1]["params"]
+        return models.create(name, num_classes=ctx.num_classes, input_shape=ctx.input_shape, key=key,
+                             **(ctx.model_options or {}))[1]["params"]
 
     return init_fn
 
@@ -175,6 +179,50 @@ def make_optimizer(spec: Mapping[str, Any]) -> optax.GradientTransformation:
         parts.append(optax.add_decayed_weights(s["weight_decay"]))
     parts.append(optax.adam(s["lr"], b1=s["b1"], b2=s["b2"]))
     return optax.chain(*parts)
+
+
+#: The keys a training optimizer table takes beyond :func:`make_optimizer`'s: step decay and warm-up, in epochs.
+SCHEDULE_KEYS = {"milestones": (), "gamma": 0.1, "warmup_epochs": 0}
+
+
+def make_training_optimizer(spec: Mapping[str, Any], *, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optimizer of a training recipe: :func:`make_optimizer`'s table plus a PyTorch-style schedule.
+
+    ``milestones`` (epochs), ``gamma`` and ``warmup_epochs`` describe the originals' pretraining schedule
+    (``WarmUpLR`` then ``MultiStepLR``): over the first ``warmup_epochs`` epochs the rate rises linearly,
+    ``lr * (t + 1) / warmup_steps`` at step ``t``; after them it is ``lr * gamma ** k`` in epoch ``e``, with
+    ``k`` the number of milestones ``<= e``. Without those keys it is :func:`make_optimizer`'s optimizer.
+
+    Args:
+      spec: the table, e.g. ``{"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+        "milestones": (60, 120, 160), "gamma": 0.2, "warmup_epochs": 1}``.
+      steps_per_epoch: optimizer steps in one epoch (``ceil(examples / batch size)``).
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Raises:
+      ValueError: an unknown key or optimizer, a milestone that is not a positive integer, or a ``gamma``
+        outside ``(0, 1]``.
+    """
+    schedule = {**SCHEDULE_KEYS, **{k: spec[k] for k in SCHEDULE_KEYS if k in spec}}
+    table = {k: v for k, v in spec.items() if k not in SCHEDULE_KEYS}
+    milestones = tuple(schedule["milestones"])
+    if any(not isinstance(m, int) or isinstance(m, bool) or m < 1 for m in milestones):
+        raise ValueError(f"milestones must be positive integers (epochs); got {milestones}.")
+    if not 0 < schedule["gamma"] <= 1:
+        raise ValueError(f"gamma must be in (0, 1]; got {schedule['gamma']}.")
+    warm = int(schedule["warmup_epochs"]) * steps_per_epoch
+    if not milestones and not warm:
+        return make_optimizer(table)
+    lr, gamma = float(table.get("lr", 0.0)), float(schedule["gamma"])
+    bounds = jnp.asarray(milestones, jnp.int32) * steps_per_epoch
+
+    def rate(step):
+        decayed = lr * gamma ** jnp.sum(step >= bounds)
+        return jnp.where(step < warm, lr * (step + 1) / max(warm, 1), decayed) if warm else decayed
+
+    return make_optimizer({**table, "lr": rate})
 
 
 # ---- the settings -----------------------------------------------------------------------------------------
