@@ -51,13 +51,13 @@ import optax
 
 from jaxunlearn.amnesia import (
     class_centroids, forgetting_report, latent_walk_attack, noisy_condition_attack, optimization_attack,
-    random_latent_attack, score_samples, train_cvae, train_sa_classifier,
+    random_latent_attack, score_samples,
 )
 from jaxunlearn.amnesia import plots
+from jaxunlearn.experiments.paper_amnesia import forget_digit, sample_grid, train_judge, train_original
 from jaxunlearn.io import atomic_write_json
 from jaxunlearn.methods.selective_amnesia import class_request, sa_fisher_diagonal, selective_amnesia
-from jaxunlearn.models.cvae import create_cvae, encode, flatten_images, one_hot, sample
-from jaxunlearn.models.sa_classifier import create_sa_classifier, sa_log_probs_fn
+from jaxunlearn.models.cvae import create_cvae, encode, flatten_images, one_hot
 
 SETTINGS = {
     # name: (cvae_steps, cvae_lr, clf_steps, clf_lr, clf_decay_every, fisher_samples, forget_steps, forget_lr,
@@ -156,34 +156,22 @@ def main(argv=None) -> dict:
           f"forget digit {f}; settings {'quick' if args.quick else 'full'}: {cfg}")
 
     # 1. models
-    module, params0 = create_cvae(jax.random.fold_in(keys["cvae"], 0), x_dim=x_dim, num_classes=10)
-    original, vae_losses = train_cvae(module, params0, x_tr, y_tr, key=keys["cvae"], num_steps=cfg["cvae_steps"],
-                                      optimizer=optax.adam(cfg["cvae_lr"]), progress=progress)
-    judges = {}
-    for name in ("A", "B"):
-        k = keys["clf" + name.lower()]
-        cm, cv = create_sa_classifier(jax.random.fold_in(k, 0), input_shape=image_shape)
-        cv, _ = train_sa_classifier(cm, cv, x_tr, y_tr, key=k, num_steps=cfg["clf_steps"], learning_rate=cfg["clf_lr"],
-                                    decay_every=cfg["clf_decay"], progress=progress)
-        lp = jax.jit(sa_log_probs_fn(cm, cv, image_shape))
-        acc = float(np.mean(np.asarray(jnp.argmax(lp(flatten_images(x_te)), -1)) == y_te))
-        judges[name] = (lp, acc)
+    module, original, vae_losses = train_original(x_tr, y_tr, key=keys["cvae"], num_steps=cfg["cvae_steps"],
+                                                  learning_rate=cfg["cvae_lr"], progress=progress)
+    judges = {name: train_judge(x_tr, y_tr, x_te, y_te, key=keys["clf" + name.lower()], num_steps=cfg["clf_steps"],
+                                learning_rate=cfg["clf_lr"], decay_every=cfg["clf_decay"], progress=progress)
+              for name in ("A", "B")}
     judge, judge_b = judges["A"][0], judges["B"][0]
     print(f"CVAE loss/example {vae_losses[-100:].mean():.2f}; classifier test accuracy A {judges['A'][1]:.4f}, "
           f"B {judges['B'][1]:.4f}")
 
     # 2. forget one digit
-    unlearner = selective_amnesia(module, lmbda=args.lmbda, gamma=args.gamma, optimizer=optax.adam(cfg["forget_lr"]),
-                                  num_steps=cfg["forget_steps"], num_fisher_samples=cfg["fisher"], progress=progress)
-    t0 = time.time()
+    amnesiac, state, info_f, seconds = forget_digit(
+        module, original, x_tr, y_tr, f, key=keys["sa"], lmbda=args.lmbda, gamma=args.gamma,
+        learning_rate=cfg["forget_lr"], num_steps=cfg["forget_steps"], num_fisher_samples=cfg["fisher"],
+        progress=progress)
+    t_fisher, t_forget = seconds["fisher"], seconds["forget"]
     train_data = (x_tr, y_tr)
-    state = unlearner.init(original, train_data, key=keys["sa"])
-    jax.block_until_ready(state.fisher)
-    t_fisher = time.time() - t0
-    t0 = time.time()
-    amnesiac, _, info_f = unlearner.update(original, class_request(y_tr, f), state, key=keys["sa"])
-    jax.block_until_ready(amnesiac)
-    t_forget = time.time() - t0
     n_eval = cfg["eval_samples"]
     before = forgetting_report(module, original, judge, keys["eval"], [f], num_samples=n_eval)
     after = forgetting_report(module, amnesiac, judge, keys["eval"], [f], num_samples=n_eval)
@@ -287,11 +275,10 @@ def main(argv=None) -> dict:
     # 6. pictures
     out = args.out
     os.makedirs(out, exist_ok=True)
-    grid_labels = jnp.repeat(jnp.arange(10), 8)
     h, w = image_shape[:2]
 
     def grid(p):
-        return np.asarray(sample(module, p, keys["grid"], grid_labels)).reshape(10, 8, -1)
+        return sample_grid(module, p, keys["grid"], 8)
 
     pngs = [plots.sample_grids([grid(original), grid(amnesiac), grid(seq_params)],
                                ["original", f"after forgetting {f}", "after forgetting " + ",".join(map(str, sequence))],

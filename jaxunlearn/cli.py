@@ -427,6 +427,89 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _paper(args: argparse.Namespace) -> int:
+    """``jaxunlearn paper NAME...``: seed experiments (:mod:`jaxunlearn.experiments.paper`), one after another."""
+    from jaxunlearn.experiments.config import ConfigError
+    from jaxunlearn.experiments.config import read_toml
+    from jaxunlearn.experiments.paper import all_settings, resolve_params
+    from jaxunlearn.io import check_output_folder
+
+    settings = all_settings()
+    if args.list or not args.names:
+        width = max(len(n) for n in settings)
+        print("\n".join(f"{name:<{width}}  {s.title}" for name, s in settings.items()))
+        return 0
+    names = list(settings) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in settings]
+    if unknown:
+        print(f"error: unknown paper setting {', '.join(map(repr, unknown))}; `jaxunlearn paper --list` lists "
+              f"them (or give all): {', '.join(settings)}", file=sys.stderr)
+        return 2
+    planned = []
+    try:  # every name's settings and folder are checked before the first one runs
+        file_values = read_toml(args.config) if args.config else None
+        for name in names:
+            params = resolve_params(settings[name], args.set or (), smoke=args.smoke, file_values=file_values)
+            folder = check_output_folder(os.path.join(args.out, f"paper-{name}" + ("-smoke" if args.smoke else "")))
+            planned.append((settings[name], params, folder))
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    code = 0
+    for i, (setting, params, folder) in enumerate(planned):
+        if len(planned) > 1 and not args.quiet:
+            print(f"[{i + 1}/{len(planned)}] {setting.name}", file=sys.stderr)
+        code = max(code, _paper_one(setting, params, folder, args))
+    return code
+
+
+def _paper_one(setting: Any, params: dict, folder: str, args: argparse.Namespace) -> int:
+    """Run one checked paper setting: print its table and write ``folder`` as a whole."""
+    from jaxunlearn.data import DatasetNotAvailableError, load_dataset
+    from jaxunlearn.experiments import ModelCache
+    from jaxunlearn.experiments.cache import default_cache_dir
+    from jaxunlearn.experiments.paper import kind_module, params_toml
+    from jaxunlearn.io import check_output_folder, json_bytes, new_run_id, write_folder_atomically
+
+    toml = params_toml(setting, params)
+    if args.print_config:
+        print(toml, end="")
+        return 0
+    module = kind_module(setting.kind)
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    options = module.data_options(params) if hasattr(module, "data_options") else {}
+    try:
+        if args.smoke:
+            num_train, num_test = setting.smoke_sizes
+            train, test = load_dataset(f"synthetic_{params['dataset']}", num_train=num_train, num_test=num_test,
+                                       seed=0, **options)
+        else:
+            train, test = load_dataset(params["dataset"], data_dir=args.data_dir, download=args.download, **options)
+        extra = {}
+        if getattr(module, "USES_MODEL_CACHE", False) and not args.no_cache:
+            extra["cache"] = ModelCache(check_output_folder(args.cache_dir or default_cache_dir()), log=log)
+        log(f"[{setting.name}] {setting.title}: {len(train.y)} training and {len(test.y)} test examples"
+            + (" (synthetic stand-in, --smoke)" if args.smoke else ""))
+        result = module.run(setting, params, train, test, progress=not args.quiet, log=log, **extra)
+    except (DatasetNotAvailableError, ValueError) as err:
+        print(f"error: {setting.name}: {err}", file=sys.stderr)
+        return 2
+    text = module.table(setting, params, result)
+    print("\n" + text)
+    files = {"table.txt": text.encode(), "config.toml": toml.encode(),
+             "result.json": json_bytes({"setting": setting.name, "smoke": args.smoke, "params": params,
+                                        "result": result})}
+    if hasattr(module, "figures"):
+        files.update(module.figures(setting, params, result))
+    try:
+        paths = write_folder_atomically(folder, files, run_id=new_run_id())
+    except OSError as err:
+        print(f"error: cannot write the results to {folder}: {err}", file=sys.stderr)
+        return 1
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``jaxunlearn`` command.
 
@@ -459,6 +542,31 @@ def main(argv: list[str] | None = None) -> int:
                         "several keys runs their product)")
     _run_flags(s)
     s.set_defaults(run=_sweep)
+    p = sub.add_parser("paper", help="a seed paper's experiment with the original settings, beside its numbers",
+                       description="Run one experiment of the seed papers with the original code's settings and "
+                                   "print the paper's table layout with the paper's numbers beside ours. "
+                                   "`jaxunlearn paper --list` names them; --smoke runs the whole path on "
+                                   "synthetic data of the real shapes in about a minute.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the settings to run, one after another (see --list; "
+                                                             "all: every one)")
+    p.add_argument("--list", action="store_true", help="list the settings and exit")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting (repeatable), e.g. --set seeds=0,1,2 --set epochs=30; "
+                        "--print-config shows them all")
+    p.add_argument("--config", metavar="FILE.toml", help="settings from a TOML file (a run's config.toml); "
+                                                         "--set overrides them")
+    p.add_argument("--smoke", action="store_true",
+                   help="generated data of the same shape at a few hundred examples and the setting's short "
+                        "smoke values (fewer epochs and steps, narrower models): checks the path, not the numbers")
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings as TOML and exit")
+    p.add_argument("--data-dir", help="tensorflow-datasets folder holding the prepared dataset")
+    p.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare it")
+    p.add_argument("--out", default="results", help="results folder (default results/); the run replaces "
+                                                     "<out>/paper-NAME/ as a whole")
+    p.add_argument("--cache-dir", help="model cache (default $XDG_CACHE_HOME/jaxunlearn)")
+    p.add_argument("--no-cache", action="store_true", help="train every model again and cache nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=_paper)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse's own errors (exit 2) and --help (exit 0)

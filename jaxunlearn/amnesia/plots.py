@@ -1,6 +1,6 @@
 """Pictures for Selective Amnesia: sample grids before/after and a latent-space map with class centroids.
 
-Every figure is written atomically through :func:`jaxunlearn.io.save_figure`,
+Every figure is written atomically (:func:`jaxunlearn.io.atomic_write_bytes`),
 so a reader never sees a half-written PNG.
 """
 
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxunlearn.io import save_figure
+from jaxunlearn.io import atomic_write_bytes, figure_bytes, save_figure
 
 
 def _pyplot():
@@ -25,7 +25,13 @@ def _pyplot():
 def sample_grids(
     grids: Sequence[np.ndarray], titles: Sequence[str], image_shape: tuple[int, int], path: str
 ) -> str:
-    """One panel per grid; grid ``g`` (C, K, D): row ``c`` holds ``K`` samples of class ``c``, each ``D = H*W`` pixels.
+    """:func:`sample_grids_png` written to ``path`` (atomically); returns ``path``."""
+    return atomic_write_bytes(path, sample_grids_png(grids, titles, image_shape))
+
+
+def sample_grids_png(grids: Sequence[np.ndarray], titles: Sequence[str], image_shape: tuple[int, int]) -> bytes:
+    """PNG bytes of one panel per grid; grid ``g`` (C, K, D): row ``c`` holds ``K`` samples of class ``c``, each
+    ``D = H*W`` pixels.
 
     Every image pixel is drawn as a square of the same size in every panel (the figure is sized from the
     tile counts, at most 4 inches along a panel's longer side), so images keep their aspect ratio whatever
@@ -56,7 +62,7 @@ def sample_grids(
         ax.set_yticks((np.arange(rows) + 0.5) * h, [str(i) for i in range(rows)])
         ax.set_xticks([])
     try:
-        return save_figure(fig, path)
+        return figure_bytes(fig)
     finally:
         plt.close(fig)
 

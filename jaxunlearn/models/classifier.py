@@ -122,7 +122,8 @@ def create(
       parameter array) cost ~20 s of CPU for ResNet-18, against ~2 s now. The random bits are the same
       (integer arithmetic); the values equal an optimised program's up to float32 rounding of the
       normal-distribution transforms (bit-equal for the MLP, LeNet and ResNet-18, within 6e-8 for the ViT).
-      Called inside a trace (a key that is a tracer), it is traced into the caller's program.
+      Called inside a trace (a key that is a tracer), it is traced into the caller's program (under
+      ``jax.disable_jit()``, run op by op).
     """
     module = build(name, num_classes=num_classes, input_shape=input_shape, **kwargs)
     shape = _check_input_shape(name, input_shape)
@@ -133,7 +134,8 @@ def create(
     except TypeError:  # an unhashable attribute (a list): no compile cache
         program = _init_program.__wrapped__(module, shape, jax.typeof(key))
     else:
-        program = None if isinstance(key, jax.core.Tracer) else _init_program(module, shape, jax.typeof(key))
+        traced = isinstance(key, jax.core.Tracer) or jax.config.jax_disable_jit
+        program = None if traced else _init_program(module, shape, jax.typeof(key))
     variables = _init(module, key, shape) if program is None else program(key)
     return module, flax.core.unfreeze(variables)
 

@@ -1,0 +1,155 @@
+"""``jaxunlearn paper``: the registry of seed settings, their parameters, the command, and the classification
+settings run end to end under ``--smoke`` (synthetic CIFAR of the real shapes, narrow models, one epoch).
+
+The Bayesian and Selective Amnesia settings run end to end in their own modules (``test_paper_bayesian.py``,
+``test_paper_amnesia.py``), which check their numbers against numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxunlearn.cli import main
+from jaxunlearn.experiments import paper, paper_classification
+from jaxunlearn.experiments.config import ConfigError
+
+pytestmark = pytest.mark.xdist_group("paper_classification")
+
+SETTINGS = paper.all_settings()
+CLASSIFICATION = [s.name for s in paper_classification.SETTINGS]
+
+
+def test_every_kind_registers_its_settings_once_with_quotes_it_can_place():
+    assert {s.kind for s in SETTINGS.values()} == set(paper.KINDS)
+    assert len(CLASSIFICATION) == 8  # {cifar100, cifar20} full class, cifar20 sub-class, cifar10 random x 2 models
+    for name, s in SETTINGS.items():
+        assert name == s.name and name == name.lower() and " " not in name
+        assert set(s.smoke) <= set(s.params), name
+        assert s.reference and s.title and "dataset" in s.params
+        assert all(isinstance(v, str) for row in s.paper.values() for v in row.values()), name
+
+
+def test_the_classification_settings_carry_the_originals_hyperparameters():
+    by = {s.name: s.params for s in paper_classification.SETTINGS}
+    # original-algorithms.md 3.2 (SSD) and 4.2 (JiT; ResNet-18 takes the VGG rows)
+    assert by["cifar100-fullclass-resnet18"]["ssd.alpha"] == 10.0 and by["cifar100-fullclass-vit"]["ssd.alpha"] == 5.0
+    assert by["cifar20-subclass-vit"]["ssd.alpha"] == 25.0 and by["cifar10-random-vit"]["ssd.batch_size"] == 128
+    assert (by["cifar20-fullclass-vit"]["jit.sigma"], by["cifar20-fullclass-vit"]["jit.eta"]) == (0.8, 1.5)
+    assert (by["cifar20-subclass-vit"]["jit.sigma"], by["cifar20-subclass-vit"]["jit.eta"]) == (1.5, 0.5)
+    assert (by["cifar10-random-vit"]["jit.sigma"], by["cifar10-random-vit"]["jit.eta"]) == (0.5, 0.1)
+    assert (by["cifar20-subclass-resnet18"]["jit.sigma"], by["cifar100-fullclass-resnet18"]["jit.sigma"]) == (0.01, 0.5)
+    assert by["cifar100-fullclass-resnet18"]["forget"] == ("rocket", "mushroom", "baby", "lamp", "sea")
+    assert by["cifar20-fullclass-vit"]["forget"] == ("vehicle2", "veg", "people", "electrical_devices",
+                                                      "natural_scenes")
+    assert by["cifar20-subclass-resnet18"]["forget"][0] == "rocket" and by["cifar10-random-vit"]["forget"] == (
+        "0.00165",)
+    assert [by[f"{d}-resnet18"]["epochs"] for d in ("cifar100-fullclass", "cifar20-fullclass", "cifar10-random")] == [
+        200, 40, 20]
+    assert by["cifar100-fullclass-resnet18"]["train.milestones"] == (60, 120, 160)
+    for params in by.values():
+        assert params["lfssd.alpha"] == params["ssd.alpha"] and params["ssd.lambda_"] == 1.0
+        assert (params["train.name"], params["train.lr"], params["train.momentum"]) == ("sgd", 0.1, 0.9)
+
+
+def test_params_are_split_into_the_comparison_config():
+    s = SETTINGS["cifar20-subclass-vit"]
+    params = paper.resolve_params(s, ["forget=rocket,sea", "jit.sigma=2", "model.depth=3", "seeds=0,1"])
+    configs = paper_classification.configs(params, "cifar20")
+    assert [label for label, _ in configs] == ["rocket", "sea"]
+    config = configs[1][1]
+    assert config.scenario == "subclass:sea" and config.seeds == (0, 1) and config.model == "vit"
+    assert config.settings["jit"]["sigma"] == 2.0 and config.settings["ssd"]["alpha"] == 25.0
+    assert config.model_options["depth"] == 3 and config.model_options["patch_size"] == 4
+    assert config.optimizer["milestones"] == (15, 30, 35) and config.optimizer["name"] == "sgd"
+    assert config.methods == ("original", "retrain", "ssd", "lfssd", "jit") and not config.extra_metrics
+
+
+def test_resolve_params_types_and_errors():
+    s = SETTINGS["cifar100-fullclass-resnet18"]
+    params = paper.resolve_params(s, ["epochs=3", "model.stage_widths=8,16,32,64"], smoke=True,
+                                  file_values={"seeds": [1, 2], "epochs": 5})
+    assert params["epochs"] == 3 and params["seeds"] == (1, 2) and params["model.stage_widths"] == (8, 16, 32, 64)
+    assert params["forget"] == ("rocket",) and params["warm_timing"] is False  # the smoke values
+    with pytest.raises(ConfigError, match="no setting 'alpha'.*ssd.alpha"):
+        paper.resolve_params(s, ["alpha=3"])
+    with pytest.raises(ConfigError, match="epochs takes an integer"):
+        paper.resolve_params(s, ["epochs=2.5"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        paper.resolve_params(s, ["epochs"])
+
+
+def test_training_schedule_is_warm_up_then_step_decay():
+    from jaxunlearn.experiments.registry import make_training_optimizer
+    import jax.numpy as jnp
+
+    opt = make_training_optimizer({"name": "sgd", "lr": 0.1, "milestones": (2, 4), "gamma": 0.2,
+                                   "warmup_epochs": 1}, steps_per_epoch=3)
+    state, p = opt.init(jnp.zeros(())), jnp.zeros(())
+    rates = []
+    for _ in range(15):
+        update, state = opt.update(jnp.ones(()), state, p)
+        rates.append(-float(update))
+    epoch = np.arange(15) // 3  # PyTorch: WarmUpLR over epoch 0, then MultiStepLR(milestones=[2, 4], gamma=0.2)
+    expected = np.where(epoch == 0, 0.1 * (np.arange(15) + 1) / 3, 0.1 * 0.2 ** ((epoch >= 2).astype(int) + (epoch >= 4)))
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+def test_command_lists_prints_and_rejects(tmp_path, capsys):
+    assert main(["paper", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in SETTINGS)
+    assert main(["paper", "cifar10-random-vit", "--set", "seeds=3,4", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert '"seeds" = [3, 4]' in printed and '"jit.eta" = 0.1' in printed
+    config = tmp_path / "c.toml"
+    config.write_text(printed)
+    assert main(["paper", "cifar10-random-vit", "--config", str(config), "--set", "epochs=2", "--print-config"]) == 0
+    again = capsys.readouterr().out
+    assert '"seeds" = [3, 4]' in again and '"epochs" = 2' in again
+    assert main(["paper", "no-such-setting"]) == 2
+    assert "unknown paper setting 'no-such-setting'" in capsys.readouterr().err
+    assert main(["paper", "cifar10-random-vit", "--set", "sigma=1", "--out", str(tmp_path)]) == 2
+    assert "no setting 'sigma'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "paper-cifar10-random-vit")
+
+
+def test_a_missing_dataset_ends_with_a_message(tmp_path, capsys):
+    code = main(["paper", "cifar10-random-vit", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path),
+                 "--quiet", "--no-cache"])
+    assert code == 2 and "error: cifar10-random-vit:" in capsys.readouterr().err
+
+
+#: The classification settings run end to end by the suite; each compiles its own model's training, SSD, LFSSD,
+#: JiT and evaluation programs (~20-40 s of XLA:CPU each), so the suite runs a covering subset: every scenario
+#: (full class, sub-class, random), both model families and all three datasets; ``jaxunlearn paper all --smoke``
+#: runs every setting.
+SMOKED = ("cifar20-subclass-resnet18", "cifar100-fullclass-vit", "cifar10-random-vit")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SMOKED)
+def test_smoke_run_end_to_end(name, tmp_path, capsys):
+    s = SETTINGS[name]
+    code = main(["paper", name, "--smoke", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"])
+    assert code == 0
+    folder = tmp_path / f"paper-{name}-smoke"
+    table = (folder / "table.txt").read_text()
+    assert table in capsys.readouterr().out
+    record = json.loads((folder / "result.json").read_text())
+    assert record["smoke"] and record["params"]["epochs"] == 1
+    summaries = record["result"]["forget"][s.smoke["forget"][0]]
+    assert [r["method"] for r in summaries] == ["original", "retrain", "ssd", "lfssd", "jit"]
+    for row in summaries:
+        assert 0.0 <= row["acc_retain_test"] <= 1.0 and 0.0 <= row["mia"] <= 1.0
+    for row_label, cells in s.paper.items():
+        for value in cells.values():
+            assert value in table  # the quoted numbers stand beside ours
+    assert s.reference.split(",")[0] in table
+    ssd = next(r for r in summaries if r["method"] == "ssd")
+    line = next(ln for ln in table.splitlines() if ln.startswith(f"{s.smoke['forget'][0]} ssd "))
+    assert f"{100 * ssd['acc_retain_test']:.2f}" in line  # the table prints the row it was given
