@@ -28,20 +28,23 @@ class-sorted where SSD needs it):
   jit_mlp         JiT (sigma 0.1, eta 0.01, N = 25, accumulated gradients), 256 digits in batches of 64, same MLP
   lissa_1000      LiSSA (BIF's recursion), depth 1,000, batches of 128 digits, energy prior + n meanCE, same MLP
   fisher_mlp      empirical per-example Fisher diagonal over 1,000 digits, same MLP (original: one backward each)
-  sgld_mlp        SGLD, 500 steps of 128 (shuffled epochs), MLP 1024-512-512-10 on 2,048 synthetic 32x32x1 images
+  sgld_mlp        SGLD, 500 steps of 64 (shuffled epochs), MLP 1024-512-512-10 on 2,048 synthetic 32x32x1 images
   ssd_cnn_digits  SSD as ssd_mlp on the SmallCNN (64 channels, fc 384, padding 2) on digits
   jit_cnn_digits  JiT as jit_mlp on that SmallCNN
   ssd_cnn_32      SSD on SmallCNN(channels 8, fc 32) at 32x32x3, 5,000 synthetic images (500 a class), forget class 0
-  sgld_lenet      SGLD, 50 steps of 128, LeNet-5 on 2,048 synthetic 32x32x1 images
+  sgld_lenet      SGLD, 50 steps of 64, LeNet-5 on 2,048 synthetic 32x32x1 images
   sa_fisher       Selective Amnesia's Fisher, 1,000 model samples, CVAE 784-512-256-z8 (original: one backward each)
   vi_update       vi_forgetting(...).update, not jitted by the caller: BIF's VI forgetting of 16 digits from the
-                  variational LeNet (padding SAME), iter_T 64, bbp_T 5, batch 128, scaling0 0.1
+                  variational LeNet (padding SAME), bbp_T 5, batch 128, scaling0 0.1, iter_T 16 (BIF: 64; the
+                  cost of both sides grows linearly with it)
 
-``--conv-forms`` times, for the convolutions of SmallCNN(channels 8, fc 32) at 32x32x3 and of LeNet-5 at 32x32x1,
-flax's ``nn.Conv`` against the same convolution written as ``jax.lax.conv_general_dilated_patches`` times a matrix
-(substituted with ``flax.linen.intercept_methods``, same parameters): one forward+backward of the batch-mean loss
-(batch 64) and the SSD importance pass (squared batch gradients summed over 20 batches of 64 in
-``jaxunlearn.loops.scan``); the forms are checked equal first (max abs difference of logits and of the pass).
+``--conv-forms`` times, for the convolutions of SmallCNN(channels 8, fc 32) at 32x32x3, LeNet-5 at 32x32x1 and the
+digits SmallCNN (64 channels, padding 2) at 8x8x1, flax's ``nn.Conv`` against the same convolution written as columns
+times a matrix, the columns from ``jax.lax.conv_general_dilated_patches`` ("patches") or from the 25 shifted slices
+of the padded input ("slices"), substituted with ``flax.linen.intercept_methods`` (same parameters): one
+forward+backward of the batch-mean loss (batch 64) and the SSD importance pass (squared batch gradients summed over
+20 batches of 64 in ``jaxunlearn.loops.scan``); the forms are checked equal first (max abs difference of the logits
+and of the pass against ``nn.Conv``).
 """
 
 from __future__ import annotations
@@ -280,7 +283,8 @@ def lissa_case(depth: int = 1000, batch: int = 128, prior_std: float = 0.05) -> 
     def loss(p, b):
         return energy.energy(p, b, n)
 
-    scale = float(curvature.estimate_scale(loss, params, idx, key=jax.random.key(4), data=data))
+    scale = float(jax.jit(lambda p, i, d: curvature.estimate_scale(loss, p, i, key=jax.random.key(4), data=d))(
+        params, idx, data))
     run = ju.jit(lambda p, vv, i, d: curvature.lissa(loss, p, vv, i, data=d, scale=scale).ihvp)
     tm = _torch_classifier("mlp", module, variables, (64,))
     xt, yt = _tensor(x), _tensor(y).long()
@@ -317,7 +321,7 @@ def fisher_case(num: int = 1000) -> Case:
                 agree, 1e-3)
 
 
-def sgld_case(name: str, steps: int, batch: int = 128, n: int = 2048, prior_std: float = 0.1, check_steps: int = 8,
+def sgld_case(name: str, steps: int, batch: int = 64, n: int = 2048, prior_std: float = 0.1, check_steps: int = 8,
               **model_kwargs) -> Case:
     """``bayes.run_chain`` with SGLD (lr 0.5 / n, constant) against the PyTorch SGLD loop on the same batches;
     agreement is checked on the chain's first ``check_steps`` steps with our noise fed to the PyTorch side."""
@@ -435,7 +439,7 @@ def _layer_draws(module, params, x, key) -> list:
     return draws
 
 
-def vi_case(request_size: int = 16, iter_T: int = 64, bbp_T: int = 5, batch: int = 128) -> Case:
+def vi_case(request_size: int = 16, iter_T: int = 16, bbp_T: int = 5, batch: int = 128) -> Case:
     """``vi_forgetting(...).update`` (un-jitted by the caller) against BIF's ``vbnnForgetter`` on digits."""
     prior_std, scaling0 = 0.15, 0.1
     x, y = _digits(flat=False)
@@ -565,40 +569,57 @@ def _print_table(rows: list[dict]) -> None:
 # ---------------------------------------------------------------------------------------------------- conv forms
 
 
-def _patch_conv(next_fun, args, kwargs, context):
-    """``flax.linen.intercept_methods`` interceptor: an ``nn.Conv`` call computed as patches x matrix.
+def _conv_as_matrix(form: str) -> Callable:
+    """A ``flax.linen.intercept_methods`` interceptor computing every ``nn.Conv`` call (stride 1) as columns x matrix.
 
-    ``conv_general_dilated_patches`` gives ``[B, H', W', C * kh * kw]`` with features ordered ``(c, kh, kw)``; the
-    kernel ``[kh, kw, C, O]`` is laid out to match, ``[C * kh * kw, O]``.
+    ``form="patches"``: the columns are ``jax.lax.conv_general_dilated_patches`` of the input, ``[B, H', W',
+    C * kh * kw]`` with features ordered ``(c, kh, kw)``, and the kernel ``[kh, kw, C, O]`` is laid out to match.
+    ``form="slices"``: the columns are the ``kh * kw`` shifted slices of the zero-padded input concatenated on the
+    feature axis, ordered ``(kh, kw, c)``, the kernel's own order (a plain reshape).
     """
-    mod = context.module
-    if type(mod) is not nn.Conv or context.method_name != "__call__":
-        return next_fun(*args, **kwargs)
-    (x,) = args
-    kernel = mod.variables["params"]["kernel"]
-    kh, kw, cin, cout = kernel.shape
-    pad = mod.padding
-    pads = ((pad, pad), (pad, pad)) if isinstance(pad, int) else pad
-    strides = tuple(mod.strides) if isinstance(mod.strides, (tuple, list)) else (mod.strides or 1,) * 2
-    patches = jax.lax.conv_general_dilated_patches(x, (kh, kw), strides, pads,
-                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    out = patches @ jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
-    return out + mod.variables["params"]["bias"] if mod.use_bias else out
+
+    def interceptor(next_fun, args, kwargs, context):
+        mod = context.module
+        if type(mod) is not nn.Conv or context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        if mod.strides not in (None, 1, (1, 1)) or not isinstance(mod.padding, int):
+            raise ValueError(f"the conv forms cover stride 1 and integer padding; {mod.name} has strides "
+                             f"{mod.strides!r}, padding {mod.padding!r}.")
+        (x,) = args
+        kernel = mod.variables["params"]["kernel"]
+        kh, kw, cin, cout = kernel.shape
+        pad = mod.padding
+        if form == "patches":
+            cols = jax.lax.conv_general_dilated_patches(x, (kh, kw), (1, 1), ((pad, pad), (pad, pad)),
+                                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            matrix = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
+        else:
+            xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+            ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+            cols = jnp.concatenate([xp[:, i:i + ho, j:j + wo] for i in range(kh) for j in range(kw)], axis=-1)
+            matrix = kernel.reshape(kh * kw * cin, cout)
+        out = cols @ matrix
+        return out + mod.variables["params"]["bias"] if mod.use_bias else out
+
+    return interceptor
 
 
-def _apply(module, params, x, patches: bool):
-    """Logits of ``module``; with ``patches`` its ``nn.Conv`` layers run as patches x matrix (:func:`_patch_conv`)."""
-    if not patches:
+CONV_FORMS = ("nn.Conv", "patches", "slices")
+
+
+def _apply(module, params, x, form: str):
+    """Logits of ``module`` with its ``nn.Conv`` layers in ``form`` (one of :data:`CONV_FORMS`)."""
+    if form == "nn.Conv":
         return module.apply({"params": params}, x)
-    with nn.intercept_methods(_patch_conv):
+    with nn.intercept_methods(_conv_as_matrix(form)):
         return module.apply({"params": params}, x)
 
 
-def _conv_form_functions(module, patches: bool):
+def _conv_form_functions(module, form: str):
     """``(grad_fn(params, batch), ssd_pass(params, stacked_batches))``, jitted, in one convolution form."""
 
     def loss(p, batch):
-        return ju.models.per_example_cross_entropy(_apply(module, p, batch[0], patches), batch[1]).mean()
+        return ju.models.per_example_cross_entropy(_apply(module, p, batch[0], form), batch[1]).mean()
 
     def ssd_pass(p, stacked):
         def body(acc, batch):
@@ -610,38 +631,42 @@ def _conv_form_functions(module, patches: bool):
 
 
 def _conv_form_rows(label: str, module, shape: tuple, repeats: int) -> list[dict]:
-    """Check the two forms equal on ``module``, then time both workloads in both forms, alternately."""
+    """Check the forms equal on ``module`` (logits and SSD pass), then time both workloads in every form,
+    the forms alternating within each round."""
     x, y = _synthetic(20 * 64, shape, seed=3)
     params = module.init(jax.random.key(0), jnp.zeros((1, *shape)))["params"]
     stacked = (jnp.asarray(x).reshape(20, 64, *shape), jnp.asarray(y).reshape(20, 64))
     first = jax.tree.map(lambda a: a[0], stacked)
-    forms = {patches: _conv_form_functions(module, patches) for patches in (False, True)}
-    logits = [jax.jit(lambda p, xx, patches=patches: _apply(module, p, xx, patches))(params, first[0])
-              for patches in (False, True)]
-    passes = [jax.block_until_ready(forms[patches][1](params, stacked)) for patches in (False, True)]
-    for grad_fn, _ in forms.values():
+    fns = {form: _conv_form_functions(module, form) for form in CONV_FORMS}
+    outs = {form: (jax.jit(lambda p, xx, form=form: _apply(module, p, xx, form))(params, first[0]),
+                   fns[form][1](params, stacked)) for form in CONV_FORMS}
+    for grad_fn, _ in fns.values():
         jax.block_until_ready(grad_fn(params, first))  # compile
-    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in
-               zip(jax.tree.leaves((logits[0], passes[0])), jax.tree.leaves((logits[1], passes[1]))))
-    runs = {(patches, part): (lambda fn=fn, arg=arg: jax.block_until_ready(fn(params, arg)))
-            for patches, fns in forms.items() for part, (fn, arg) in enumerate(zip(fns, (first, stacked)))}
+    diff = {form: max(float(jnp.max(jnp.abs(a - b))) for a, b in
+                      zip(jax.tree.leaves(outs[form]), jax.tree.leaves(outs["nn.Conv"]))) for form in CONV_FORMS}
+    runs = {(form, part): (lambda fn=fn, arg=arg: jax.block_until_ready(fn(params, arg)))
+            for form, pair in fns.items() for part, (fn, arg) in enumerate(zip(pair, (first, stacked)))}
     times: dict = {k: [] for k in runs}
     for _ in range(repeats):
         for k, run in runs.items():
             times[k].append(_seconds(run))
     med = {k: statistics.median(v) for k, v in times.items()}
-    return [{"model": label, "workload": what, "nn_conv_s": med[False, part], "patches_s": med[True, part],
-             "patches_speedup": med[False, part] / med[True, part], "max_abs_diff": diff}
+    return [{"model": label, "workload": what, **{f"{form}_s": med[form, part] for form in CONV_FORMS},
+             "max_abs_diff": {form: diff[form] for form in CONV_FORMS[1:]}}
             for part, what in ((0, "fwd+bwd, batch 64"), (1, "SSD pass, 20 x 64 in loops.scan"))]
 
 
 def conv_forms(repeats: int) -> list[dict]:
-    """``nn.Conv`` against patches x matrix on SmallCNN(8, 32) at 32x32x3 and LeNet-5 at 32x32x1 (module doc)."""
+    """``nn.Conv`` against two columns x matrix forms (:func:`_conv_as_matrix`) on SmallCNN(8, 32) at 32x32x3,
+    LeNet-5 at 32x32x1 and the digits SmallCNN (64 channels, padding 2) at 8x8x1 (module doc)."""
     rows = [*_conv_form_rows("SmallCNN c8 32x32x3", SmallCNN(channels=8, hidden=32), (32, 32, 3), repeats),
-            *_conv_form_rows("LeNet-5 32x32x1", LeNet(), (32, 32, 1), repeats)]
-    _print_rows(("model", "workload", "nn.Conv", "patches x matrix", "patches vs nn.Conv", "max abs diff"),
-                [(r["model"], r["workload"], f"{r['nn_conv_s'] * 1e3:.2f} ms", f"{r['patches_s'] * 1e3:.2f} ms",
-                  f"{r['patches_speedup']:.2f}x faster", f"{r['max_abs_diff']:.1e}") for r in rows])
+            *_conv_form_rows("LeNet-5 32x32x1", LeNet(), (32, 32, 1), repeats),
+            *_conv_form_rows("SmallCNN c64 pad 2 8x8x1", SmallCNN(padding=2), (8, 8, 1), repeats)]
+    _print_rows(("model", "workload", "nn.Conv", "patches x matrix", "slices x matrix", "patches vs nn.Conv",
+                 "slices vs nn.Conv", "max abs diff"),
+                [(r["model"], r["workload"], *(f"{r[f'{form}_s'] * 1e3:.2f} ms" for form in CONV_FORMS),
+                  *(f"{r['nn.Conv_s'] / r[f'{form}_s']:.2f}x faster" for form in CONV_FORMS[1:]),
+                  f"{max(r['max_abs_diff'].values()):.1e}") for r in rows])
     return rows
 
 
@@ -655,11 +680,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--cases", help=f"comma-separated subset of: {','.join(CASES)} (default: all)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side, alternating (default 5)")
     parser.add_argument("--json", help="also write the results to this JSON file (atomically)")
+    parser.add_argument("--torch-threads", type=int, default=2,
+                        help="PyTorch's intra-op threads (default 2, as the cores here); for a 1-thread comparison "
+                             "also give XLA one thread: XLA_FLAGS='--xla_cpu_multi_thread_eigen=false "
+                             "intra_op_parallelism_threads=1'")
     parser.add_argument("--conv-forms", action="store_true",
                         help="only time nn.Conv against patches x matrix (module doc); needs no PyTorch")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be a positive integer")
+    if args.torch_threads < 1:
+        parser.error("--torch-threads must be a positive integer")
     cases = CASES if not args.cases else tuple(c.strip() for c in args.cases.split(",") if c.strip())
     unknown = [c for c in cases if c not in CASES]
     if unknown:
@@ -682,10 +713,12 @@ def main(argv=None) -> dict:
         import _torch_originals
 
         to = _torch_originals
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.torch_threads)
         result["torch"] = torch.__version__
-        print(f"device: {device}; torch {torch.__version__} on {torch.get_num_threads()} threads; "
-              f"load average at start {load_start[0]:.2f}")
+        result["torch_threads"] = args.torch_threads
+        result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        print(f"device: {device}; torch {torch.__version__} on {torch.get_num_threads()} threads; XLA_FLAGS "
+              f"{result['xla_flags'] or '(none)'}; load average at start {load_start[0]:.2f}")
         result["rows"] = [measure(name, args.repeats) for name in cases]
         _print_table(result["rows"])
     result["load_end"] = os.getloadavg()

@@ -10,6 +10,11 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 import jax  # noqa: E402  (after XLA_FLAGS)
 
 
+#: ``JAXUNLEARN_PAPER_SMOKE=all ./run test`` runs every ``jaxunlearn paper`` setting end to end under ``--smoke``
+#: (about 5 more minutes of CPU); the default suite runs a covering subset, within its 10-minute budget.
+PAPER_SMOKE_ALL = os.environ.get("JAXUNLEARN_PAPER_SMOKE") == "all"
+
+
 class CompileCounter:
     """Counts XLA backend compilations while active (``jax.monitoring`` duration events); tests import it
     with ``from conftest import CompileCounter``."""

@@ -82,7 +82,7 @@ METHOD_SETTINGS = {
 MODEL_OPTIONS = {"resnet18": {"model.stage_widths": (64, 128, 256, 512), "model.blocks": (2, 2, 2, 2)},
                  "vit": {"model.patch_size": 4, "model.hidden": 768, "model.depth": 12, "model.num_heads": 12,
                          "model.mlp_dim": 3072}}
-SMOKE_MODEL = {"resnet18": {"model.stage_widths": (4, 8, 16, 32)},
+SMOKE_MODEL = {"resnet18": {"model.stage_widths": (4, 8, 16, 32), "model.blocks": (1, 1, 1, 1)},
                "vit": {"model.hidden": 16, "model.depth": 1, "model.num_heads": 2, "model.mlp_dim": 32}}
 
 NOTES = (

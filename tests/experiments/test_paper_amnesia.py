@@ -18,6 +18,8 @@ from jaxunlearn.data import load_dataset
 from jaxunlearn.experiments import paper, paper_amnesia
 from jaxunlearn.models.cvae import sample
 
+pytestmark = pytest.mark.xdist_group("paper_amnesia")  # one worker: the module fixture runs once
+
 NAMES = ("sa-mnist-forget0", "sa-mnist-forget1")
 
 

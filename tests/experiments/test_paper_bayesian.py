@@ -12,9 +12,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import PAPER_SMOKE_ALL
 
 from jaxunlearn.data import load_dataset
 from jaxunlearn.experiments import paper, paper_bayesian
+
+pytestmark = pytest.mark.xdist_group("paper_bayesian")  # one worker: the module fixture runs once
 
 NAMES = ("bif-vi-fashion_mnist", "bif-sgld-fashion_mnist", "bif-sghmc-fashion_mnist", "mcmc-sgld-fashion_mnist")
 SETTINGS = {s.name: s for s in paper_bayesian.SETTINGS}
@@ -72,8 +75,14 @@ def test_settings_registered_with_the_originals_hyperparameters():
     assert any("pretraining" in n for n in SETTINGS["mcmc-sgld-fashion_mnist"].notes)
 
 
-@pytest.mark.slow  # each compiles its LeNet-5 training and forgetting programs (10-30 s of XLA:CPU each)
-@pytest.mark.parametrize("name", NAMES)
+#: Each compiles its LeNet-5 training and forgetting programs (20-50 s of XLA:CPU each): by default BIF's SGLD
+#: setting (whose programs the numpy check and the MNIST run below reuse), with ``JAXUNLEARN_PAPER_SMOKE=all``
+#: all four (VI forgetting, SGHMC and the step rescaling have their own tests in tests/methods and tests/bayes).
+SMOKED = NAMES if PAPER_SMOKE_ALL else ("bif-sgld-fashion_mnist",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SMOKED)
 def test_smoke_run_table_and_figure(runs, name):
     setting = SETTINGS[name]
     params, result, table, figures, lines = runs(name)
