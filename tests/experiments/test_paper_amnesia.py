@@ -7,6 +7,8 @@ from the judge's log-probabilities on freshly drawn, 8-bit quantised samples.
 
 from __future__ import annotations
 
+import functools
+
 import json
 
 import jax
@@ -23,9 +25,15 @@ pytestmark = pytest.mark.xdist_group("paper_amnesia")  # one worker: the module 
 NAMES = ("sa-mnist-forget0", "sa-mnist-forget1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def runs():
-    """``{name: (setting, params, result, models, table, figures)}`` of both settings under ``--smoke``."""
+    """``{name: (setting, params, result, models, table, figures)}`` of both settings under ``--smoke``, computed
+    once per process (a module fixture is torn down whenever an xdist worker's queue runs dry)."""
+    return _runs()
+
+
+@functools.cache
+def _runs():
     settings = {s.name: s for s in paper_amnesia.SETTINGS}
     out = {}
     data = None

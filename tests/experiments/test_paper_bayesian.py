@@ -31,10 +31,15 @@ def _smoke(setting, **overrides):
     return params, data
 
 
-@pytest.fixture(scope="module")
+#: ``{name: (params, result, table, figures, log lines)}`` of the settings run so far in this process (a module
+#: fixture would be torn down whenever an xdist worker's queue runs dry).
+_RUNS: dict = {}
+
+
+@pytest.fixture
 def runs():
-    """``{name: (params, result, table, figures, log lines)}``, each setting run on first use."""
-    cache = {}
+    """Each setting's smoke run, computed on first use."""
+    cache = _RUNS
 
     def get(name):
         if name not in cache:
