@@ -11,7 +11,7 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 
 
 #: ``JAXUNLEARN_PAPER_SMOKE=all ./run test`` runs every ``jaxunlearn paper`` setting end to end under ``--smoke``
-#: (about 5 more minutes of CPU); the default suite runs a covering subset, within its 10-minute budget.
+#: (about 5 more minutes of CPU); the default suite runs one (``bif-sgld-fashion_mnist``), within its budget.
 PAPER_SMOKE_ALL = os.environ.get("JAXUNLEARN_PAPER_SMOKE") == "all"
 
 
