@@ -1,8 +1,10 @@
 """Side by side with the original PyTorch code: the same computation, weights, data and batch order, both timed.
 
-    python benchmarks/vs_pytorch.py                          # every case (about 4 minutes on a 2-core CPU)
+    python benchmarks/vs_pytorch.py                # every case: 4.5 minutes on the quiet 2-core CPU
     python benchmarks/vs_pytorch.py --cases ssd_cnn_32,sgld_lenet --repeats 7 --json results/vs_pytorch.json
-    python benchmarks/vs_pytorch.py --conv-forms             # nn.Conv against patches x matrix (no PyTorch needed)
+    python benchmarks/vs_pytorch.py --conv-forms   # nn.Conv against columns x matrix, 1.5 minutes (no PyTorch needed)
+    XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' \
+        python benchmarks/vs_pytorch.py --torch-threads 1                     # one thread a side (see below)
 
 Needs PyTorch, which is not a dependency of jaxunlearn: ``pip install torch==2.13.0`` (CPU wheels:
 ``--index-url https://download.pytorch.org/whl/cpu``); without it the script says so and exits with status 2.
@@ -16,7 +18,11 @@ sides run once (our JAX functions compile there) and must agree: the largest rel
 tolerance. Where the original draws random numbers (JiT noise, SGLD noise, the variational layers' draws) the
 check feeds our draws to the PyTorch side; the timed PyTorch runs draw their own with ``torch.randn``. Then
 ``--repeats`` rounds (default 5) time ours, then PyTorch, alternately; the table shows the medians. PyTorch runs on
-2 threads (``torch.set_num_threads(2)``); XLA:CPU uses the cores it has (2 here). Ours are the public entry
+2 threads (``torch.set_num_threads(2)``, ``--torch-threads``); XLA:CPU uses the cores it has (2 here). The load
+average is printed at start and end: on a machine shared with other work (load above ~1 on 2 cores) PyTorch's two
+OpenMP threads wait for each other at every operator and its times grow 5-30x (LiSSA: 80 s against 2.8 s quiet),
+while XLA's degrade by about the load; such runs say nothing about the two codes. Run when quiet, or compare one
+thread a side (the third command above), which the load slows alike. Ours are the public entry
 points called as a user calls them (an ``Unlearner``'s ``init``/``update``, ``bayes.run_chain``,
 ``sa_fisher_diagonal``; the pure functions ``curvature.lissa`` and ``curvature.fisher_diagonal`` under
 ``jaxunlearn.jit``, as their docstrings ask).
@@ -92,8 +98,8 @@ TORCH_MISSING = (
 class Case(NamedTuple):
     """One comparison.
 
-    ``ours()`` and ``original()`` run the computation (``original`` on a fresh copy of the PyTorch model,
-    prepared by the untimed ``reset()``); ``agree(ours_out, original_out)`` returns the largest relative
+    ``ours()`` and ``original()`` run the computation (``original`` on the PyTorch model, which the untimed
+    ``reset()`` puts back to the initial weights); ``agree(ours_out, original_out)`` returns the largest relative
     difference (for random computations it reruns both sides on the same draws and ignores its arguments);
     ``tolerance`` bounds it.
     """
@@ -109,7 +115,8 @@ class Case(NamedTuple):
 
 
 def _tensor(a: Any):
-    return torch.from_numpy(np.array(a, dtype=np.asarray(a).dtype, copy=True))
+    """A torch tensor holding a private, writable copy of the array ``a``."""
+    return torch.from_numpy(np.array(a, copy=True))
 
 
 def _nchw(x: Any):
@@ -131,7 +138,7 @@ def _rel_diff(ours: Any, theirs: Any) -> float:
 
 
 class _Torch:
-    """A PyTorch model holding our weights; ``fresh()`` returns a copy with the initial weights."""
+    """A PyTorch model holding our weights; ``fresh()`` puts the initial weights back and returns the model."""
 
     def __init__(self, model, state: dict):
         self.model, self.state = model, {k: _tensor(v) for k, v in state.items()}
@@ -158,6 +165,7 @@ def _torch_params(module, variables, tree: Any, names: list[str]) -> list:
 
 
 def _block(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` waited for: JAX dispatches asynchronously, the timer must see the finished result."""
     return lambda: jax.block_until_ready(fn())
 
 
@@ -169,6 +177,7 @@ def _digits(flat: bool):
 
 
 def _synthetic(n: int, shape: tuple, seed: int, sorted_labels: bool = False):
+    """``n`` standard-normal float32 inputs of ``shape`` and int32 labels (``n / 10`` a class in order, or random)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, *shape), dtype=np.float32)
     y = np.repeat(np.arange(10), n // 10) if sorted_labels else rng.integers(0, 10, n)
@@ -176,8 +185,8 @@ def _synthetic(n: int, shape: tuple, seed: int, sorted_labels: bool = False):
 
 
 def _model(name: str, shape: tuple, **kwargs):
-    module, variables = create(name, num_classes=10, input_shape=shape, key=jax.random.key(0), **kwargs)
-    return module, variables
+    """``jaxunlearn.models.create(name)`` for 10 classes and one example of ``shape``, key 0."""
+    return create(name, num_classes=10, input_shape=shape, key=jax.random.key(0), **kwargs)
 
 
 def _torch_classifier(name: str, module, variables, shape: tuple):
@@ -411,6 +420,7 @@ def _vlenet_state(params: Any, spatial: int, channels: int) -> dict:
 
 
 def _nhwc_conv(x, kernel, padding):
+    """The convolution of :class:`jaxunlearn.models.bayesian.MeanFieldConv` (stride 1, NHWC x HWIO)."""
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -492,6 +502,7 @@ def vi_case(request_size: int = 16, iter_T: int = 16, bbp_T: int = 5, batch: int
 
 
 def build_case(name: str) -> Case:
+    """The :class:`Case` called ``name`` (one of :data:`CASES`, described in the module docstring)."""
     if name in ("ssd_mlp", "ssd_cnn_digits"):
         data = _digits(flat=name == "ssd_mlp")
         if name == "ssd_mlp":
