@@ -429,8 +429,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
 
 def _paper(args: argparse.Namespace) -> int:
     """``jaxunlearn paper NAME...``: seed experiments (:mod:`jaxunlearn.experiments.paper`), one after another."""
-    from jaxunlearn.experiments.config import ConfigError
-    from jaxunlearn.experiments.config import read_toml
+    from jaxunlearn.experiments.config import ConfigError, read_toml
     from jaxunlearn.experiments.paper import all_settings, resolve_params
     from jaxunlearn.io import check_output_folder
 

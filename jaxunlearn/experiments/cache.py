@@ -137,7 +137,7 @@ def model_key(*, role: str, seed: int, dataset: str, x: Any, y: Any, model: str,
 
 def _plain(value: Any) -> Any:
     """``value`` with mappings as sorted dicts and sequences as lists: the same JSON for equal settings."""
-    if isinstance(value, dict) or hasattr(value, "items"):
+    if hasattr(value, "items"):
         return {str(k): _plain(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]

@@ -11,8 +11,8 @@ paper's numbers beside ours:
 kind            settings                                                     module
 ==============  ===========================================================  ==============================
 classification  SSD, LFSSD and JiT on CIFAR-100/20/10, ResNet-18 and ViT     ``paper_classification``
-bayesian        VI and MCMC (SGLD, SGHMC) forgetting of Bayesian LeNets     ``paper_bayesian``
-amnesia         Selective Amnesia's MNIST CVAE forgets a digit              ``paper_amnesia``
+bayesian        VI and MCMC (SGLD, SGHMC) forgetting of Bayesian LeNets      ``paper_bayesian``
+amnesia         Selective Amnesia's MNIST CVAE forgets a digit               ``paper_amnesia``
 ==============  ===========================================================  ==============================
 
 A kind module exposes ``SETTINGS`` (a tuple of :class:`PaperSetting`),

@@ -65,7 +65,7 @@ from jaxunlearn.experiments.registry import COMPARED
 #: This kind trains originals that every forget class shares: the command gives it the model cache.
 USES_MODEL_CACHE = True
 
-SSD_PAPER = ("Foster et al., AAAI 2024 (arXiv 2308.07707)")
+SSD_PAPER = "Foster et al., AAAI 2024 (arXiv 2308.07707)"
 CLASSES = {"cifar100": ("rocket", "mushroom", "baby", "lamp", "sea"),
            "cifar20": ("vehicle2", "veg", "people", "electrical_devices", "natural_scenes")}
 #: The originals' pretraining: SGD with warm-up and step decay at these epochs, of this many epochs.
@@ -167,7 +167,9 @@ def configs(params: dict, dataset: str) -> list[tuple[str, ForgettingConfig]]:
     """One :class:`ForgettingConfig` per entry of ``params["forget"]``, labelled by it; ``dataset`` names the
     data the run reads (``"cifar20"``, or ``"synthetic_cifar20"`` under ``--smoke``)."""
     optimizer, options, methods = _split_params(params)
-    prefix = {"class": "class", "subclass": "subclass", "random": "random"}[params["scenario"]]
+    prefix = params["scenario"]
+    if prefix not in ("class", "subclass", "random"):
+        raise ValueError(f"scenario must be class, subclass or random; got {prefix!r}.")
     return [(str(forget), ForgettingConfig(
         dataset=dataset, scenario=f"{prefix}:{forget}", methods=("original", "retrain", *params["methods"]),
         seeds=tuple(params["seeds"]), model=params["model"], epochs=params["epochs"],
