@@ -47,7 +47,9 @@ class-sorted where SSD needs it):
 ``--conv-forms`` times, for the convolutions of SmallCNN(channels 8, fc 32) at 32x32x3, LeNet-5 at 32x32x1 and the
 digits SmallCNN (64 channels, padding 2) at 8x8x1, flax's ``nn.Conv`` against the same convolution written as columns
 times a matrix, the columns from ``jax.lax.conv_general_dilated_patches`` ("patches") or from the 25 shifted slices
-of the padded input ("slices"), substituted with ``flax.linen.intercept_methods`` (same parameters): one
+of the padded input ("slices"), substituted with ``flax.linen.intercept_methods`` (same parameters), and the
+models' own forms ("library": ``jaxunlearn.models.conv_forms``, a dense matrix product for small maps and pooling
+by reshape; the other three run under its policy ``lax``): one
 forward+backward of the batch-mean loss (batch 64) and the SSD importance pass (squared batch gradients summed over
 20 batches of 64 in ``jaxunlearn.loops.scan``); the forms are checked equal first (max abs difference of the logits
 and of the pass against ``nn.Conv``).
@@ -77,7 +79,7 @@ from jaxunlearn.data.minibatch import draw_batches, shuffled_batches
 from jaxunlearn.io import atomic_write_json
 from jaxunlearn.methods.selective_amnesia import sa_fisher_diagonal, sample_fisher_inputs
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
-from jaxunlearn.models import bayesian, classifier_loss, create, export_torch_state_dict, load_torch_state_dict
+from jaxunlearn.models import bayesian, classifier_loss, conv_forms, create, export_torch_state_dict, load_torch_state_dict
 from jaxunlearn.models.cvae import create_cvae
 from jaxunlearn.models.lenet import LeNet
 from jaxunlearn.models.small_cnn import SmallCNN
@@ -615,15 +617,20 @@ def _conv_as_matrix(form: str) -> Callable:
     return interceptor
 
 
-CONV_FORMS = ("nn.Conv", "patches", "slices")
+CONV_FORMS = ("nn.Conv", "patches", "slices", "library")
 
 
 def _apply(module, params, x, form: str):
-    """Logits of ``module`` with its ``nn.Conv`` layers in ``form`` (one of :data:`CONV_FORMS`)."""
-    if form == "nn.Conv":
+    """Logits of ``module`` with its ``nn.Conv`` layers in ``form`` (one of :data:`CONV_FORMS`): ``nn.Conv`` is
+    the plain ``lax`` convolution and pooling, ``library`` the models' own forms (``models.conv_forms``, policy
+    ``auto``: dense matrices for small maps, pooling by reshape)."""
+    if form == "library":
         return module.apply({"params": params}, x)
-    with nn.intercept_methods(_conv_as_matrix(form)):
-        return module.apply({"params": params}, x)
+    with conv_forms.conv_policy("lax"):
+        if form == "nn.Conv":
+            return module.apply({"params": params}, x)
+        with nn.intercept_methods(_conv_as_matrix(form)):
+            return module.apply({"params": params}, x)
 
 
 def _conv_form_functions(module, form: str):
@@ -673,8 +680,9 @@ def conv_forms(repeats: int) -> list[dict]:
     rows = [*_conv_form_rows("SmallCNN c8 32x32x3", SmallCNN(channels=8, hidden=32), (32, 32, 3), repeats),
             *_conv_form_rows("LeNet-5 32x32x1", LeNet(), (32, 32, 1), repeats),
             *_conv_form_rows("SmallCNN c64 pad 2 8x8x1", SmallCNN(padding=2), (8, 8, 1), repeats)]
-    _print_rows(("model", "workload", "nn.Conv", "patches x matrix", "slices x matrix", "patches vs nn.Conv (x faster)",
-                 "slices vs nn.Conv (x faster)", "max abs diff"),
+    _print_rows(("model", "workload", "nn.Conv", "patches x matrix", "slices x matrix", "library forms",
+                 "patches vs nn.Conv (x faster)", "slices vs nn.Conv (x faster)", "library vs nn.Conv (x faster)",
+                 "max abs diff"),
                 [(r["model"], r["workload"], *(f"{r[f'{form}_s'] * 1e3:.2f} ms" for form in CONV_FORMS),
                   *(f"{r['nn.Conv_s'] / r[f'{form}_s']:.2f}x" for form in CONV_FORMS[1:]),
                   f"{max(r['max_abs_diff'].values()):.1e}") for r in rows])

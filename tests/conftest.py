@@ -1,11 +1,27 @@
 """Shared test fixtures: small exact problems for the curvature routines."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
-# Multi-device code is tested on 8 fake CPU devices; must be set before jax initialises.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Multi-device code is tested on 8 fake CPU devices; must be set before jax initialises. Compiling is most of the
+# suite's time (tests/methods/test_contract.py: 121 of its 143 s), so the suite compiles with XLA:CPU's classic
+# loop emitters instead of its MLIR fusion emitters and with LLVM's -O1: the same HLO passes and operations
+# (float32 results may differ in the last bits: FMA contraction, vectorised reductions). Not -O0: with the
+# classic emitters it miscompiles
+# float64 total-order comparisons (jnp.searchsorted in a larger program gave wrong counts; seen in jax 0.10.2).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=1 "
+                      "--xla_cpu_use_fusion_emitters=false")
+
+# One persistent compilation cache for the whole run, shared by the xdist workers and the subprocesses (the CLI,
+# the notebooks, the README examples): a program compiled by one process is loaded by the next. The controller
+# creates it (workers and subprocesses inherit the variable) and removes it at the end (pytest_unconfigure).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxunlearn-tests-xla-cache-")
+    os.environ["JAXUNLEARN_TESTS_OWN_XLA_CACHE"] = str(os.getpid())
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 
@@ -41,3 +57,9 @@ def _private_cache_dir(tmp_path_factory):
 
 
 jax.monitoring.register_event_duration_secs_listener(CompileCounter.listener)
+
+
+def pytest_unconfigure(config):
+    """The process that created the run's compilation cache removes it."""
+    if os.environ.get("JAXUNLEARN_TESTS_OWN_XLA_CACHE") == str(os.getpid()):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -8,7 +8,7 @@ dropout draws from the ``"dropout"`` rng stream, both only in train mode.
 functions the methods take.
 """
 
-from jaxunlearn.models import torch_import
+from jaxunlearn.models import conv_forms, torch_import
 from jaxunlearn.models.classifier import (
     MODELS,
     abstract_variables,
@@ -31,7 +31,7 @@ from jaxunlearn.models.vit import ViT
 
 __all__ = [
     "MODELS", "MLP", "LeNet", "SmallCNN", "BasicBlock", "ResNet18", "VGG", "VGG11_CFG", "ViT",
-    "abstract_variables", "apply_model", "build", "classifier_loss", "create", "export_torch_state_dict",
+    "abstract_variables", "apply_model", "build", "classifier_loss", "conv_forms", "create", "export_torch_state_dict",
     "load_torch_state_dict",
     "logits_fn", "per_example_cross_entropy", "read_npz", "split_variables", "torch_import", "torch_names",
     "training_loss",

@@ -41,6 +41,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn.models import conv_forms
+
 __all__ = ["MeanFieldDense", "MeanFieldConv", "PointDense", "PointConv", "BayesMLP", "BayesLeNet",
            "kl_divergence", "stochastic_logits_fn", "RNG_STREAM"]
 
@@ -64,7 +66,7 @@ def _fan_in_uniform(fan_in: int) -> Callable:
 
 
 def _conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv_forms.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 class MeanFieldDense(nn.Module):
@@ -175,8 +177,8 @@ class BayesLeNet(nn.Module):
         else:
             conv = lambda f: PointConv(f, self.kernel_size, self.padding)  # noqa: E731
             dense = PointDense
-        x = nn.max_pool(nn.relu(conv(6)(x)), (2, 2), (2, 2))
-        x = nn.max_pool(nn.relu(conv(16)(x)), (2, 2), (2, 2))
+        x = conv_forms.max_pool(nn.relu(conv(6)(x)), (2, 2))
+        x = conv_forms.max_pool(nn.relu(conv(16)(x)), (2, 2))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(dense(120)(x))
         x = nn.relu(dense(84)(x))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from jaxunlearn.models import conv_forms
 from jaxunlearn.models._common import check_images, check_spatial, flatten_chw, torch_kernel_init
 
 
@@ -34,9 +35,10 @@ class LeNet(nn.Module):
         check_images(x, "LeNet")
         hint = "Resize to 32x32 as the original does, or use LeNet(padding=2)."
         for name, features in (("conv1", 6), ("conv2", 16)):
-            x = nn.Conv(features, (5, 5), padding=self.padding, kernel_init=torch_kernel_init, name=name)(x)
+            x = nn.Conv(features, (5, 5), padding=self.padding, kernel_init=torch_kernel_init, name=name,
+                        conv_general_dilated=conv_forms.conv_general_dilated)(x)
             check_spatial(x, "LeNet", f"after {name}", hint)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            x = conv_forms.max_pool(nn.relu(x), (2, 2))
             check_spatial(x, "LeNet", f"after pooling {name}", hint)
         x = flatten_chw(x)
         x = nn.relu(nn.Dense(120, kernel_init=torch_kernel_init, name="fc1")(x))

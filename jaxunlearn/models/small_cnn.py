@@ -13,6 +13,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from jaxunlearn.models import conv_forms
 from jaxunlearn.models._common import check_images, check_spatial, flatten_chw, torch_kernel_init
 
 
@@ -36,9 +37,10 @@ class SmallCNN(nn.Module):
         check_images(x, "SmallCNN")
         hint = "Use 32x32 inputs as the original does, or SmallCNN(padding=2)."
         for name in ("conv1", "conv2"):
-            x = nn.Conv(self.channels, (5, 5), padding=self.padding, kernel_init=torch_kernel_init, name=name)(x)
+            x = nn.Conv(self.channels, (5, 5), padding=self.padding, kernel_init=torch_kernel_init, name=name,
+                        conv_general_dilated=conv_forms.conv_general_dilated)(x)
             check_spatial(x, "SmallCNN", f"after {name}", hint)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            x = conv_forms.max_pool(nn.relu(x), (2, 2))
             check_spatial(x, "SmallCNN", f"after pooling {name}", hint)
         x = flatten_chw(x)
         x = nn.relu(nn.Dense(self.hidden, kernel_init=torch_kernel_init, name="fc1")(x))

@@ -13,6 +13,9 @@ from jaxunlearn.models.cvae import (
 from jaxunlearn.models.sa_classifier import create_sa_classifier, sa_log_probs_fn
 
 
+pytestmark = pytest.mark.xdist_group("amnesia_cvae")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def tiny():
     module, params = create_cvae(jax.random.key(0), x_dim=12, num_classes=4, hidden=(10, 6), z_dim=3)

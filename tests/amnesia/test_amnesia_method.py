@@ -137,6 +137,9 @@ def cvae_data(n=12):
     return jax.random.uniform(jax.random.key(7), (n, 6)), jnp.arange(n) % NC
 
 
+pytestmark = pytest.mark.xdist_group("amnesia_method")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def sa_setup():
     """One configured unlearner (compiled once for the whole module) and its state on the tiny CVAE."""

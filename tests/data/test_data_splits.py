@@ -6,6 +6,9 @@ import pytest
 from jaxunlearn import data as jd
 
 
+pytestmark = pytest.mark.xdist_group("data_splits")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def digits():
     return jd.load_digits()

@@ -42,6 +42,9 @@ def _pool(x, p=4):
     return x.reshape(n, h // p, p, w // p, p, c).mean(axis=(2, 4)).reshape(n, -1)
 
 
+pytestmark = pytest.mark.xdist_group("synthetic")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def pairs():
     return {name: jd.load_dataset(name, num_train=N_TRAIN, num_test=N_TEST) for name in EXPECTED}

@@ -26,6 +26,9 @@ def _metrics(path):
     return {r["method"]: {k: v for k, v in r.items() if k not in ("seconds", "speedup", "from_cache")} for r in rows}
 
 
+pytestmark = pytest.mark.xdist_group("cache")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two identical runs of ``jaxunlearn forget`` on one cache, with the calls of the training function counted."""

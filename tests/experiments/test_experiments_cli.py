@@ -19,6 +19,9 @@ from jaxunlearn.experiments import (
 )
 
 
+pytestmark = pytest.mark.xdist_group("experiments_cli")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits()

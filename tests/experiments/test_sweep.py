@@ -49,6 +49,9 @@ def test_bad_grids_exit_2_before_training(tmp_path, capsys, monkeypatch):
     assert "--grid" in capsys.readouterr().err
 
 
+pytestmark = pytest.mark.xdist_group("sweep")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def sweep_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("sweep")

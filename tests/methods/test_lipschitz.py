@@ -154,7 +154,7 @@ class LipschitzTest(chex.TestCase):
         got, _, _ = unlearner.update(params, jnp.arange(10), unlearner.init(params, images, key=KEY), key=KEY,
                                      noise=eps)
         want, _ = _reference_update(params, images.astype(np.float32), eps, 4, 0.05, True)
-        chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+        chex.assert_trees_all_close(got, want, rtol=3e-4, atol=1e-5)
 
     def test_train_mode_gives_each_forward_its_own_randomness(self):
         params, x, eps = _problem()

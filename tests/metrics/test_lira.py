@@ -1,11 +1,13 @@
 """U-LiRA against a brute-force numpy loop over examples (scipy.stats.norm.logpdf) and scikit-learn's ROC."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from jaxunlearn import metrics
+from jaxunlearn.metrics import lira
 
 
 def ref_scores(conf_in, conf_out, target, global_variance=False, min_std=1e-6):
@@ -48,11 +50,14 @@ def test_scores_match_scipy_loop(global_variance):
 
 def test_ulira_matches_sklearn_roc():
     conf_in, conf_out, unlearned, heldout = confidences(1)
-    heldout[:3] = unlearned[:3]  # tied scores across the two groups: AUC counts them as one half
+    heldout[:3] = unlearned[:3]  # the same confidences in both groups: (nearly) tied scores
     result = metrics.ulira(conf_in, conf_out, unlearned, heldout, fprs=(0.05, 0.2))
     pos, neg = ref_scores(conf_in, conf_out, unlearned).ravel(), ref_scores(conf_in, conf_out, heldout).ravel()
+    np.testing.assert_allclose(result.heldout_scores, neg.reshape(heldout.shape), rtol=1e-10, atol=1e-8)
+    # the ROC of the scores ulira computed (equal inputs may differ in the last bit of a float64 score: XLA's
+    # elementwise code may take a vector path for one and a scalar path for the other)
     labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
-    scores = np.r_[pos, neg]
+    scores = np.r_[np.ravel(result.unlearned_scores), np.ravel(result.heldout_scores)]
     assert result.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     want = [tpr[fpr <= level].max() for level in (0.05, 0.2)]
@@ -60,6 +65,13 @@ def test_ulira_matches_sklearn_roc():
     assert result.accuracy == pytest.approx(0.5 * (np.mean(pos > 0) + np.mean(neg <= 0)))
     np.testing.assert_allclose(result.unlearned_scores, pos.reshape(unlearned.shape), rtol=1e-10, atol=1e-8)
     assert 0.6 < result.auc < 1.0 and 0 < want[0] < want[1] < 1  # partly separable: neither end of the scale
+
+
+def test_auc_counts_exact_ties_as_one_half():
+    pos, neg = np.array([0.5, 1.0, 2.0, 2.0, -1.0]), np.array([1.0, 2.0, 0.0, 2.0])
+    labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    assert float(lira._auc(jnp.asarray(pos), jnp.asarray(neg))) == pytest.approx(
+        roc_auc_score(labels, np.r_[pos, neg]), abs=1e-6)
 
 
 def test_from_logits_columns():

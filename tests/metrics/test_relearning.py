@@ -31,6 +31,9 @@ def numpy_relearning(params, x_tune, y_tune, x_eval, y_eval, lr, steps):
     return np.array(accs)
 
 
+pytestmark = pytest.mark.xdist_group("relearning")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def problem():
     rng = np.random.default_rng(0)

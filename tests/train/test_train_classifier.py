@@ -20,6 +20,9 @@ from jaxunlearn.train import (
 )
 
 
+pytestmark = pytest.mark.xdist_group("train_classifier")  # one worker: the module fixtures run once
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits()

@@ -1,0 +1,77 @@
+"""The fast convolution and pooling forms against ``lax.conv_general_dilated`` and ``nn.max_pool``."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+from jaxunlearn.models import conv_forms
+from jaxunlearn.models.lenet import LeNet
+from jaxunlearn.models.small_cnn import SmallCNN
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax(x, k, padding, strides=(1, 1)):
+    return jax.lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=DN)
+
+
+class DenseConvTest(parameterized.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(((8, 8, 1, 16), (5, 5), ((2, 2), (2, 2))), ((4, 4, 8, 8), (5, 5), ((2, 2), (2, 2))),
+                              ((6, 5, 3, 4), (3, 3), ((0, 1), (2, 0))), ((7, 7, 2, 3), (3, 2), ((0, 0), (0, 0))))
+    def test_values_and_gradients_equal_lax(self, shape, window, padding):
+        h, w, c, d = shape
+        kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(kx, (3, h, w, c))
+        k = jax.random.normal(kk, (*window, c, d))
+        out = self.variant(conv_forms.dense_conv, static_argnums=2)(x, k, padding)
+        want = _lax(x, k, padding)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        g = jax.random.normal(kg, want.shape)  # a random cotangent: the full vector-Jacobian product
+        vjp = self.variant(jax.grad(lambda x, k: jnp.sum(conv_forms.dense_conv(x, k, padding) * g), (0, 1)))(x, k)
+        want_vjp = jax.grad(lambda x, k: jnp.sum(_lax(x, k, padding) * g), (0, 1))(x, k)
+        chex.assert_trees_all_close(vjp, want_vjp, rtol=1e-5, atol=1e-5)
+
+
+def test_dispatch_uses_the_dense_form_only_where_it_applies():
+    x, k = jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 4))  # dense flops: 16 / 9 of the direct convolution
+    def text(x, k, strides, padding, **kw):
+        return str(jax.make_jaxpr(lambda x, k: conv_forms.conv_general_dilated(x, k, strides, padding, **kw))(x, k))
+
+    assert "conv_general_dilated" not in text(x, k, (1, 1), "SAME", dimension_numbers=DN)
+    assert "conv_general_dilated" in text(x, k, (2, 2), "SAME", dimension_numbers=DN)  # strided
+    assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", rhs_dilation=(2, 2), dimension_numbers=DN)
+    big = jnp.ones((1, 32, 32, 3))  # a 32x32 map: the dense matrix would cost 41x the direct convolution
+    assert "conv_general_dilated" in text(big, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
+    with conv_forms.conv_policy("lax"):
+        assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", dimension_numbers=DN)
+    np.testing.assert_allclose(conv_forms.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=DN),
+                               _lax(x, k, "SAME"), rtol=1e-6)
+    with pytest.raises(ValueError, match="policy must be one of"):
+        conv_forms.set_conv_policy("fast")
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 2)])
+def test_max_pool_equals_flax_values_and_gradients(shape):
+    x = jax.random.normal(jax.random.key(1), shape)  # no ties
+    got, want = conv_forms.max_pool(x, (2, 2)), nn.max_pool(x, (2, 2), strides=(2, 2))
+    np.testing.assert_array_equal(got, want)
+    g = jax.random.normal(jax.random.key(2), want.shape)
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(conv_forms.max_pool(x, (2, 2)) * g))(x),
+                                  jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), strides=(2, 2)) * g))(x))
+
+
+@pytest.mark.parametrize("module,shape", [(SmallCNN(channels=8, hidden=16, padding=2), (8, 8, 1)),
+                                          (LeNet(padding=2), (8, 8, 1))])
+def test_models_give_the_same_logits_and_gradients_in_both_policies(module, shape):
+    x = jax.random.normal(jax.random.key(3), (4, *shape))
+    params = module.init(jax.random.key(0), x)["params"]
+    loss = lambda p: jnp.sum(jnp.tanh(module.apply({"params": p}, x)))  # noqa: E731
+    fast = (module.apply({"params": params}, x), jax.grad(loss)(params))
+    with conv_forms.conv_policy("lax"):
+        plain = (module.apply({"params": params}, x), jax.grad(loss)(params))
+    chex.assert_trees_all_close(fast, plain, rtol=1e-5, atol=1e-6)
