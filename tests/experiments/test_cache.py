@@ -1,6 +1,7 @@
 """The model cache: a second identical run trains nothing and gives the same numbers; a damaged entry is found
 by its checksum and trained again; the key holds every input of training."""
 
+import functools
 import hashlib
 import json
 import os
@@ -31,9 +32,13 @@ pytestmark = pytest.mark.xdist_group("cache")  # one worker: the module fixtures
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two identical runs of ``jaxunlearn forget`` on one cache, with the calls of the training function counted."""
-    base = tmp_path_factory.mktemp("cache_runs")
-    cache = shared_cache(tmp_path_factory)
+    """Two identical runs of ``jaxunlearn forget`` on one cache, with the calls of the training function counted
+    (once per process: xdist may tear a module fixture down between the tests of one module)."""
+    return _runs(tmp_path_factory.getbasetemp() / "cache_runs", shared_cache(tmp_path_factory))
+
+
+@functools.cache
+def _runs(base, cache):
     shutil.rmtree(cache, ignore_errors=True)  # counting the training calls needs an empty cache
     calls = []
     real = classification.train_classifier

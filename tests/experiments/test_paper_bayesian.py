@@ -179,6 +179,7 @@ def test_removal_chunks_remove_the_first_k_once_each_in_rm_bs_requests():
         paper_bayesian.removal_order(labels, 1, forget_class=3)
 
 
+@pytest.mark.skipif(not PAPER_SMOKE_ALL, reason="~16 s of CPU: JAXUNLEARN_PAPER_SMOKE=all runs it")
 def test_mnist_runs_through_the_same_compiled_programs(runs):
     setting = SETTINGS["bif-sgld-fashion_mnist"]
     runs(setting.name)
