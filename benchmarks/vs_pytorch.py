@@ -79,7 +79,8 @@ from jaxunlearn.data.minibatch import draw_batches, shuffled_batches
 from jaxunlearn.io import atomic_write_json
 from jaxunlearn.methods.selective_amnesia import sa_fisher_diagonal, sample_fisher_inputs
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
-from jaxunlearn.models import bayesian, classifier_loss, conv_forms, create, export_torch_state_dict, load_torch_state_dict
+from jaxunlearn.models import bayesian, classifier_loss, create, export_torch_state_dict, load_torch_state_dict
+from jaxunlearn.models.conv_forms import conv_policy
 from jaxunlearn.models.cvae import create_cvae
 from jaxunlearn.models.lenet import LeNet
 from jaxunlearn.models.small_cnn import SmallCNN
@@ -626,7 +627,7 @@ def _apply(module, params, x, form: str):
     ``auto``: dense matrices for small maps, pooling by reshape)."""
     if form == "library":
         return module.apply({"params": params}, x)
-    with conv_forms.conv_policy("lax"):
+    with conv_policy("lax"):
         if form == "nn.Conv":
             return module.apply({"params": params}, x)
         with nn.intercept_methods(_conv_as_matrix(form)):
@@ -675,7 +676,8 @@ def _conv_form_rows(label: str, module, shape: tuple, repeats: int) -> list[dict
 
 
 def conv_forms(repeats: int) -> list[dict]:
-    """``nn.Conv`` against two columns x matrix forms (:func:`_conv_as_matrix`) on SmallCNN(8, 32) at 32x32x3,
+    """``nn.Conv`` against two columns x matrix forms (:func:`_conv_as_matrix`) and the library's own forms on
+    SmallCNN(8, 32) at 32x32x3,
     LeNet-5 at 32x32x1 and the digits SmallCNN (64 channels, padding 2) at 8x8x1 (module doc)."""
     rows = [*_conv_form_rows("SmallCNN c8 32x32x3", SmallCNN(channels=8, hidden=32), (32, 32, 3), repeats),
             *_conv_form_rows("LeNet-5 32x32x1", LeNet(), (32, 32, 1), repeats),

@@ -52,8 +52,7 @@ in a non-canonical layout.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.extend.core as jcore
@@ -61,16 +60,12 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend.core import primitives
 
+from jaxunlearn._policy import Policy
+
 POLICIES = ("auto", "canonical", "scan")
 """The loop policies (module docstring)."""
 
-_POLICY: contextvars.ContextVar[str] = contextvars.ContextVar("jaxunlearn_loop_policy", default="auto")
-
-
-def _check_policy(policy: Any) -> str:
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}.")
-    return policy
+_POLICY = Policy("loop policy", POLICIES)
 
 
 def get_policy() -> str:
@@ -80,24 +75,17 @@ def get_policy() -> str:
 
 def set_policy(policy: str) -> str:
     """Set the loop policy (one of :data:`POLICIES`) for loops traced from now on; returns the previous one."""
-    previous = _POLICY.get()
-    _POLICY.set(_check_policy(policy))
-    return previous
+    return _POLICY.set(policy)
 
 
-@contextlib.contextmanager
-def loop_policy(policy: str) -> Iterator[None]:
+def loop_policy(policy: str) -> contextlib.AbstractContextManager[None]:
     """``with loop_policy("scan"): ...``: the loops traced inside the block follow ``policy``."""
-    token = _POLICY.set(_check_policy(policy))
-    try:
-        yield
-    finally:
-        _POLICY.reset(token)
+    return _POLICY.use(policy)
 
 
 def rewrites_convolutions(policy: str | None = None) -> bool:
     """Whether loops traced now rewrite their convolutions: ``"canonical"``, or ``"auto"`` on the CPU backend."""
-    policy = get_policy() if policy is None else _check_policy(policy)
+    policy = get_policy() if policy is None else _POLICY.check(policy)
     return policy == "canonical" or (policy == "auto" and jax.default_backend() == "cpu")
 
 

@@ -32,14 +32,15 @@ the rewrites on the CPU backend only (cuDNN and the TPU compiler run the plain o
 from __future__ import annotations
 
 import contextlib
-import contextvars
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxunlearn._policy import Policy
 
 CONV_POLICIES = ("auto", "dense", "lax")
 """The convolution policies (module docstring)."""
@@ -50,13 +51,7 @@ DENSE_MAX_ENTRIES = 1 << 22
 DENSE_MAX_FLOP_RATIO = 4.0
 """The dense form is used while its flops are at most this multiple of the direct convolution's."""
 
-_POLICY: contextvars.ContextVar[str] = contextvars.ContextVar("jaxunlearn_conv_policy", default="auto")
-
-
-def _check_policy(policy: Any) -> str:
-    if policy not in CONV_POLICIES:
-        raise ValueError(f"policy must be one of {CONV_POLICIES}, got {policy!r}.")
-    return policy
+_POLICY = Policy("convolution policy", CONV_POLICIES)
 
 
 def get_conv_policy() -> str:
@@ -64,19 +59,14 @@ def get_conv_policy() -> str:
     return _POLICY.get()
 
 
-def set_conv_policy(policy: str) -> None:
-    """Set the convolution policy for the models traced from now on (module docstring)."""
-    _POLICY.set(_check_policy(policy))
+def set_conv_policy(policy: str) -> str:
+    """Set the convolution policy for the models traced from now on (module docstring); returns the previous one."""
+    return _POLICY.set(policy)
 
 
-@contextlib.contextmanager
-def conv_policy(policy: str) -> Iterator[None]:
+def conv_policy(policy: str) -> contextlib.AbstractContextManager[None]:
     """``with conv_policy("lax"): ...``: the policy for the models traced inside the block."""
-    token = _POLICY.set(_check_policy(policy))
-    try:
-        yield
-    finally:
-        _POLICY.reset(token)
+    return _POLICY.use(policy)
 
 
 def _rewrite() -> bool:
