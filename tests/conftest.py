@@ -7,11 +7,11 @@ import tempfile
 import pytest
 
 # Multi-device code is tested on 8 fake CPU devices; must be set before jax initialises. Compiling is most of the
-# suite's time (test_contract.py and test_curvature_products.py at -O0: 121 of their 168 s), so the suite compiles with XLA:CPU's classic
-# loop emitters instead of its MLIR fusion emitters and with LLVM's -O1: the same HLO passes and operations
-# (float32 results may differ in the last bits: FMA contraction, vectorised reductions). Not -O0: with the
-# classic emitters it miscompiles
-# comparisons, float32 and float64 (jnp.searchsorted in a larger program gave wrong counts; seen in jax 0.10.2).
+# suite's time (test_contract.py and test_curvature_products.py at -O0: 121 of their 168 s), so the suite compiles
+# with XLA:CPU's classic loop emitters instead of its MLIR fusion emitters and with LLVM's -O1: the same HLO passes
+# and operations (float32 results may differ in the last bits: FMA contraction, vectorised reductions). Not -O0:
+# with the classic emitters it miscompiles comparisons, float32 and float64 (jnp.searchsorted in a larger program
+# gave wrong counts; seen in jax 0.10.2).
 # Eigen's matrix and convolution kernels run on one thread per process: the suite's two workers already keep both
 # cores busy (whole suite 604 s -> 559 s here).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=1 "
