@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -143,23 +141,24 @@ def test_every_classification_setting_names_forget_sets_its_data_has():
                     assert len(set(forgotten[split.forget_train_idx].tolist())) == 1, (s.name, label)
 
 
-#: The classification settings run end to end, each in a fresh ``jaxunlearn paper NAME --smoke`` process
-#: (compiling the model's training, SSD, LFSSD, JiT and evaluation programs is nearly all of the time, 35-55 s of
-#: CPU per setting, more than the default suite's budget has left): with ``JAXUNLEARN_PAPER_SMOKE=all``. The
-#: default suite checks every setting's splits above, and ``jaxunlearn forget`` runs the same comparison end to
-#: end in tests/experiments/test_experiments_cli.py.
-@pytest.mark.skipif(not PAPER_SMOKE_ALL, reason="35-55 s of CPU each: JAXUNLEARN_PAPER_SMOKE=all runs them")
+#: The classification settings run end to end, each through ``jaxunlearn paper NAME --smoke`` in the test's process
+#: (25-35 s of CPU each in the suite, nearly all of it compiling the model's training, SSD, LFSSD, JiT and
+#: evaluation programs, which depend on the number of classes and the split's sizes): by default one per model, the
+#: sub-class and random scenarios (the full-class path runs end to end in tests/experiments/test_experiments_cli.py);
+#: all eight with ``JAXUNLEARN_PAPER_SMOKE=all``.
+SMOKED = CLASSIFICATION if PAPER_SMOKE_ALL else ["cifar20-subclass-resnet18", "cifar10-random-vit"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CLASSIFICATION)
-def test_smoke_run_end_to_end(name, tmp_path):
+@pytest.mark.parametrize("name", SMOKED)
+def test_smoke_run_end_to_end(name, tmp_path, capsys):
     s = SETTINGS[name]
-    done = subprocess.run([sys.executable, "-m", "jaxunlearn._entry", "paper", name, "--smoke", "--out",
-                           str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--quiet"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    code = main(["paper", name, "--smoke", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
     folder = tmp_path / f"paper-{name}-smoke"
     table = (folder / "table.txt").read_text()
-    assert table in done.stdout
+    assert table in out
     record = json.loads((folder / "result.json").read_text())
     assert record["smoke"] and record["params"]["epochs"] == 1
     summaries = record["result"]["forget"][s.smoke["forget"][0]]
@@ -173,3 +172,17 @@ def test_smoke_run_end_to_end(name, tmp_path):
     ssd = next(r for r in summaries if r["method"] == "ssd")
     line = next(ln for ln in table.splitlines() if ln.startswith(f"{s.smoke['forget'][0]} ssd "))
     assert f"{100 * ssd['acc_retain_test']:.2f}" in line  # the table prints the row it was given
+
+
+@pytest.mark.parametrize("flags, added", [("", True), ("--xla_force_host_platform_device_count=8", True),
+                                          ("--xla_backend_optimization_level=1", False),
+                                          ("--xla_cpu_use_fusion_emitters=false", False)])
+def test_smoke_command_compiles_at_o0_unless_the_users_flags_say_otherwise(flags, added, monkeypatch):
+    from jaxunlearn import _entry, cli
+
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    monkeypatch.setattr(cli, "main", lambda argv: 0)
+    assert _entry.main(["paper", "cifar10-random-vit", "--smoke"]) == 0
+    assert os.environ["XLA_FLAGS"] == (f"{flags} {_entry.SMOKE_XLA_FLAG}".strip() if added else flags)
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert _entry.main(["paper", "cifar10-random-vit"]) == 0 and os.environ["XLA_FLAGS"] == flags

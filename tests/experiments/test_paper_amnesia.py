@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import PAPER_SMOKE_ALL
 
 from jaxunlearn.data import load_dataset
 from jaxunlearn.experiments import paper, paper_amnesia
@@ -29,11 +28,7 @@ NAMES = ("sa-mnist-forget0", "sa-mnist-forget1")
 @pytest.fixture
 def runs():
     """``{name: (setting, params, result, models, table, figures)}`` of both settings under ``--smoke``, computed
-    once per process (a module fixture is torn down whenever an xdist worker's queue runs dry). Compiling the
-    MNIST-sized programs costs ~40 s of CPU, more than the default suite's budget has left: the tests that need
-    the runs are skipped unless ``JAXUNLEARN_PAPER_SMOKE=all``."""
-    if not PAPER_SMOKE_ALL:
-        pytest.skip("~40 s of CPU: JAXUNLEARN_PAPER_SMOKE=all runs it")
+    once per process (a module fixture is torn down whenever an xdist worker's queue runs dry)."""
     return _runs()
 
 

@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import PAPER_SMOKE_ALL
 
 from jaxunlearn.data import load_dataset
 from jaxunlearn.experiments import paper, paper_bayesian
@@ -80,14 +79,8 @@ def test_settings_registered_with_the_originals_hyperparameters():
     assert any("pretraining" in n for n in SETTINGS["mcmc-sgld-fashion_mnist"].notes)
 
 
-#: Each compiles its LeNet-5 training and forgetting programs (20-50 s of XLA:CPU each): by default BIF's SGLD
-#: setting (whose programs the numpy check and the MNIST run below reuse), with ``JAXUNLEARN_PAPER_SMOKE=all``
-#: all four (VI forgetting, SGHMC and the step rescaling have their own tests in tests/methods and tests/bayes).
-SMOKED = NAMES if PAPER_SMOKE_ALL else ("bif-sgld-fashion_mnist",)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SMOKED)
+@pytest.mark.parametrize("name", NAMES)
 def test_smoke_run_table_and_figure(runs, name):
     setting = SETTINGS[name]
     params, result, table, figures, lines = runs(name)
@@ -179,7 +172,6 @@ def test_removal_chunks_remove_the_first_k_once_each_in_rm_bs_requests():
         paper_bayesian.removal_order(labels, 1, forget_class=3)
 
 
-@pytest.mark.skipif(not PAPER_SMOKE_ALL, reason="~16 s of CPU: JAXUNLEARN_PAPER_SMOKE=all runs it")
 def test_mnist_runs_through_the_same_compiled_programs(runs):
     setting = SETTINGS["bif-sgld-fashion_mnist"]
     runs(setting.name)
