@@ -7,6 +7,7 @@ script in a subprocess with its own ``XLA_FLAGS``, started first so that the two
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -85,7 +86,10 @@ def _scores() -> dict:
 
 
 def _start(devices: int) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    """This file as a script on ``devices`` CPU devices, with the suite's other XLA flags (tests/conftest.py)."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")).split()
+    env = {**os.environ, "XLA_FLAGS": " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"]),
+           "JAX_PLATFORMS": "cpu"}
     return subprocess.Popen([sys.executable, __file__], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
