@@ -1,5 +1,6 @@
 """Shared test fixtures: small exact problems for the curvature routines."""
 
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -61,17 +62,20 @@ def _private_cache_dir(tmp_path_factory):
 jax.monitoring.register_event_duration_secs_listener(CompileCounter.listener)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    """On an xdist worker under ``--dist loadgroup``: fail loudly when the ``xdist_group`` marks are lost (pytest 9.2
-    with pytest-xdist 3.8, pytest-dev/pytest-xdist#1386), which would run every module fixture once per worker."""
-    if not getattr(config.option, "loadgroup", False):
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
+def pytest_configure(config):
+    """Refuse ``--dist loadgroup`` where it ignores the ``xdist_group`` marks (pytest 9.2 with pytest-xdist up to
+    3.8: pytest-dev/pytest-xdist#1386): every module fixture would run once per worker, silently."""
+    if getattr(config.option, "dist", None) != "loadgroup":
         return
-    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
-    if lost:
-        raise pytest.UsageError(f"--dist loadgroup ignored the xdist_group mark of {lost[0]} (and {len(lost) - 1} "
-                                "more): pytest-dev/pytest-xdist#1386; reinstall the test extra (pip install -e "
-                                "'.[test]', which asks for pytest<9.2).")
+    xdist = importlib.metadata.version("pytest-xdist")
+    if _release(pytest.__version__) >= (9, 2) and _release(xdist) <= (3, 8):
+        raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {xdist} ignores xdist_group marks "
+                                "(pytest-dev/pytest-xdist#1386): reinstall the test extra, pip install -e '.[test]', "
+                                "which asks for pytest<9.2.")
 
 
 def pytest_unconfigure(config):

@@ -49,7 +49,8 @@ def _example_sums(shard) -> dict:
 
 
 def _numpy_grads(w, v, x, y):
-    """Per-example gradients of ``_loss`` in float64 numpy: ``[n, ...]`` for ``w`` and ``v`` (backpropagation by hand)."""
+    """Per-example gradients of ``_loss`` in float64 numpy: ``[n, ...]`` for ``w`` and ``v`` (backpropagation by
+    hand)."""
     h = np.tanh(x @ w)
     z = h @ v
     p = np.exp(z - z.max(-1, keepdims=True))

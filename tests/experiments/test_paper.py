@@ -95,7 +95,8 @@ def test_training_schedule_is_warm_up_then_step_decay():
         update, state = opt.update(jnp.ones(()), state, p)
         rates.append(-float(update))
     epoch = np.arange(15) // 3  # PyTorch: WarmUpLR over epoch 0, then MultiStepLR(milestones=[2, 4], gamma=0.2)
-    expected = np.where(epoch == 0, 0.1 * (np.arange(15) + 1) / 3, 0.1 * 0.2 ** ((epoch >= 2).astype(int) + (epoch >= 4)))
+    decays = (epoch >= 2).astype(int) + (epoch >= 4)
+    expected = np.where(epoch == 0, 0.1 * (np.arange(15) + 1) / 3, 0.1 * 0.2**decays)
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
 
 
