@@ -34,6 +34,7 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 #: Bayesian and Selective Amnesia setting, within its budget.
 PAPER_SMOKE_ALL = os.environ.get("JAXUNLEARN_PAPER_SMOKE") == "all"
 
+
 class CompileCounter:
     """Counts XLA backend compilations while active (``jax.monitoring`` duration events); tests import it
     with ``from conftest import CompileCounter``."""
