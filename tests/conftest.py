@@ -30,7 +30,7 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 
 
 #: ``JAXUNLEARN_PAPER_SMOKE=all ./run test`` runs all eight classification settings of ``jaxunlearn paper`` end to
-#: end under ``--smoke`` (25-35 s of CPU each here); the default suite runs two of them (one per model) and every
+#: end under ``--smoke`` (23-50 s each here); the default suite runs two of them (one per model) and every
 #: Bayesian and Selective Amnesia setting, within its budget.
 PAPER_SMOKE_ALL = os.environ.get("JAXUNLEARN_PAPER_SMOKE") == "all"
 

@@ -143,7 +143,7 @@ def test_every_classification_setting_names_forget_sets_its_data_has():
 
 
 #: The classification settings run end to end, each through ``jaxunlearn paper NAME --smoke`` in the test's process
-#: (25-35 s of CPU each in the suite, nearly all of it compiling the model's training, SSD, LFSSD, JiT and
+#: (23-50 s each in the suite with all eight, nearly all of it compiling the model's training, SSD, LFSSD, JiT and
 #: evaluation programs, which depend on the number of classes and the split's sizes): by default one per model, the
 #: sub-class and random scenarios (the full-class path runs end to end in tests/experiments/test_experiments_cli.py);
 #: all eight with ``JAXUNLEARN_PAPER_SMOKE=all``.
