@@ -164,16 +164,17 @@ def num_examples(data: Any, name: str = "data") -> int:
 def check_finite(tree: Any, name: str = "params") -> None:
     """Raise ``FloatingPointError`` naming the first leaf of ``tree`` that holds NaN or inf; also under ``jit``.
 
-    Only one boolean per leaf crosses to the host (no copy of the parameters).
+    Only one boolean per leaf crosses to the host (no copy of the parameters); outside ``jit`` the
+    flags come from one compiled program per tree structure and shapes.
     """
-    paths, flags = [], []
+    paths, leaves = [], []
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
             paths.append(jax.tree_util.keystr(path))
-            flags.append(jnp.all(jnp.isfinite(leaf)))
-    if not flags:
+            leaves.append(leaf)
+    if not leaves:
         return
-    ok = jnp.stack(flags)
+    ok = _finite_flags(leaves)
 
     def make(first_bad):
         return FloatingPointError(
@@ -182,6 +183,12 @@ def check_finite(tree: Any, name: str = "params") -> None:
         )
 
     raise_if(~jnp.all(ok), make, jnp.argmin(ok))
+
+
+@jax.jit
+def _finite_flags(leaves: list) -> jax.Array:
+    """``[all(isfinite(leaf)) for leaf in leaves]`` as a bool vector."""
+    return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
 
 
 def check_key(key: Any, name: str = "key") -> None:
@@ -199,15 +206,16 @@ def check_key(key: Any, name: str = "key") -> None:
 def check_labels(y: Any, num_classes: int | None, name: str = "labels") -> None:
     """Raise ``ValueError`` when an integer label is negative or (with ``num_classes``) ``>= num_classes``.
 
-    Also under ``jit``; the message gives the offending range and the valid one.
+    Also under ``jit``; the message gives the offending range and the valid one. Concrete labels are
+    checked on the host (no program is compiled for them).
     """
-    y = jnp.asarray(y)
+    y = np.asarray(y) if is_concrete(y) else y
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(f"{name} must be integer class indices; got dtype {y.dtype}.")
     if y.size == 0:
         return
     upper = jnp.iinfo(jnp.int32).max if num_classes is None else int(num_classes)
-    lo, hi = jnp.min(y), jnp.max(y)
+    lo, hi = (y.min(), y.max()) if isinstance(y, np.ndarray) else (jnp.min(y), jnp.max(y))
     valid = f"0..{upper - 1}" if num_classes is not None else "non-negative"
 
     def make(low, high):

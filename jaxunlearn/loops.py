@@ -61,6 +61,7 @@ from jax import lax
 from jax.extend.core import primitives
 
 from jaxunlearn._policy import Policy
+from jaxunlearn._validation import is_concrete, keep_errors
 
 POLICIES = ("auto", "canonical", "scan")
 """The loop policies (module docstring)."""
@@ -131,8 +132,9 @@ def _needs_rewrite(jaxpr: jcore.Jaxpr) -> bool:
     return False
 
 
-def _evaluate(jaxpr: jcore.Jaxpr, consts: Any, args: Any) -> list:
-    """Evaluate ``jaxpr`` (as ``jax.core.eval_jaxpr``), binding its non-canonical convolutions in canonical form."""
+def _evaluate(jaxpr: jcore.Jaxpr, consts: Any, args: Any, rewrite: bool = True) -> list:
+    """Evaluate ``jaxpr`` (as ``jax.core.eval_jaxpr``); with ``rewrite``, its non-canonical convolutions are bound
+    in canonical form."""
     env: dict = {}
 
     def read(v):
@@ -142,14 +144,14 @@ def _evaluate(jaxpr: jcore.Jaxpr, consts: Any, args: Any) -> list:
     env.update(zip(jaxpr.invars, args))
     for eqn in jaxpr.eqns:
         inputs = [read(v) for v in eqn.invars]
-        conv = eqn.primitive is primitives.conv_general_dilated_p
+        conv = rewrite and eqn.primitive is primitives.conv_general_dilated_p
         with eqn.ctx.manager:
             if conv and not _is_canonical(eqn.params["dimension_numbers"]):
                 outputs = [_canonical_conv(*inputs, eqn.params)]
-            elif eqn.primitive is primitives.jit_p and _needs_rewrite(eqn.params["jaxpr"].jaxpr):
+            elif rewrite and eqn.primitive is primitives.jit_p and _needs_rewrite(eqn.params["jaxpr"].jaxpr):
                 inner = eqn.params["jaxpr"]
                 outputs = _evaluate(inner.jaxpr, inner.consts, inputs)  # inlined: the jit boundary adds nothing here
-            elif eqn.primitive is primitives.remat_p and _needs_rewrite(eqn.params["jaxpr"]):
+            elif rewrite and eqn.primitive is primitives.remat_p and _needs_rewrite(eqn.params["jaxpr"]):
                 inner = eqn.params["jaxpr"]
                 block = jax.checkpoint(lambda *a, inner=inner: _evaluate(inner, (), a),
                                        prevent_cse=eqn.params["prevent_cse"], policy=eqn.params["policy"])
@@ -183,6 +185,35 @@ def canonical_convolutions(fn: Callable) -> Callable:
         return jax.tree.unflatten(jax.tree.structure(shapes), _evaluate(closed.jaxpr, closed.consts, flat))
 
     return rewritten
+
+
+def compiled_when_eager(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)``; called outside ``jit`` (concrete ``args``), run as one compiled program.
+
+    Called eagerly, a function that mixes a loop with other operations runs the loop as one
+    compiled program and every other operation on its own, each compiled at its first use with
+    those shapes: the short last chunk of a chunked reduction of a CNN's gradients is a few hundred
+    such operations (seconds of compiling at the first call). Here ``fn`` is traced once to a jaxpr
+    and evaluated under one ``jax.jit``, with the arrays ``fn`` closes over (a model's parameters,
+    say) passed to it as arguments rather than embedded in the program as constants; errors staged
+    by :func:`jaxunlearn._validation.raise_if` keep their class (:class:`~jaxunlearn._validation.keep_errors`).
+    The program is compiled at every call, as an eager loop with a new body is; jit the caller to
+    compile once. With traced ``args`` (inside the caller's ``jit``), ``fn(*args)`` as it is.
+
+    Args:
+      fn: a traceable function of ``args``.
+      args: pytrees of arrays.
+
+    Returns:
+      ``fn(*args)``.
+    """
+    if not is_concrete(args):
+        return fn(*args)
+    flat, tree = jax.tree.flatten(args)
+    closed, shapes = jax.make_jaxpr(lambda *leaves: fn(*jax.tree.unflatten(tree, leaves)), return_shape=True)(*flat)
+    program = jax.jit(lambda consts, leaves: _evaluate(closed.jaxpr, consts, leaves, rewrite=False))
+    with keep_errors():
+        return jax.tree.unflatten(jax.tree.structure(shapes), program(closed.consts, flat))
 
 
 def scan(

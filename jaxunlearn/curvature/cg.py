@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_same_structure, raise_if
 from jaxunlearn.curvature.products import LossFn, hvp
 
@@ -68,10 +69,13 @@ def cg(
     """
     check_same_structure(params, v, "params", "v")
 
-    def matvec(x):
-        return otu.tree_add_scale(hvp(loss_fn, params, x, batch), damping, x)
+    def solve(params, v, batch, damping):
+        def matvec(x):
+            return otu.tree_add_scale(hvp(loss_fn, params, x, batch), damping, x)
 
-    x, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=maxiter)
-    residual = otu.tree_norm(otu.tree_sub(matvec(x), v)) / (otu.tree_norm(v) + 1e-30)
-    raise_if(~jnp.isfinite(residual) | (residual > max_residual), _cg_error, residual, jnp.asarray(max_residual))
-    return CGResult(x, residual)
+        x, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=tol, maxiter=maxiter)
+        residual = otu.tree_norm(otu.tree_sub(matvec(x), v)) / (otu.tree_norm(v) + 1e-30)
+        raise_if(~jnp.isfinite(residual) | (residual > max_residual), _cg_error, residual, jnp.asarray(max_residual))
+        return CGResult(x, residual)
+
+    return loops.compiled_when_eager(solve, params, v, batch, damping)

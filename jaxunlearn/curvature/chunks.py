@@ -42,8 +42,13 @@ def chunked_map(fn: Callable[[Any], Any], data: Any, chunk_size: int, *, unroll:
     """``fn`` applied chunk by chunk, outputs concatenated on the leading axis: ``fn(data)`` in bounded memory.
 
     Full chunks run in one :func:`jaxunlearn.loops.scan` (``unroll`` as for ``lax.scan``); the
-    short rest is one more call with its true size.
+    short rest is one more call with its true size. Called outside ``jit`` (concrete ``data``), the
+    whole map is one compiled program (:func:`jaxunlearn.loops.compiled_when_eager`).
     """
+    return loops.compiled_when_eager(lambda d: _chunked_map(fn, d, chunk_size, unroll), data)
+
+
+def _chunked_map(fn, data, chunk_size, unroll):
     head, tail = split_chunks(data, chunk_size)
     _, mapped = loops.scan(lambda carry, chunk: (carry, fn(chunk)), None, head, unroll=unroll)
     out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), mapped)
@@ -57,8 +62,13 @@ def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any, chunk_size: int,
 
     ``fn(chunk, index)`` maps one chunk (a pytree like ``data`` with leading
     size ``<= chunk_size``) and its integer index to a pytree of arrays. The full
-    chunks run in one :func:`jaxunlearn.loops.scan` (``unroll`` as for ``lax.scan``).
+    chunks run in one :func:`jaxunlearn.loops.scan` (``unroll`` as for ``lax.scan``). Called outside
+    ``jit`` (concrete ``data``), the whole sum is one compiled program (:func:`jaxunlearn.loops.compiled_when_eager`).
     """
+    return loops.compiled_when_eager(lambda d: _chunked_sum(fn, d, chunk_size, unroll), data)
+
+
+def _chunked_sum(fn, data, chunk_size, unroll):
     head, tail = split_chunks(data, chunk_size)
     full = jax.tree.leaves(head)[0].shape[0]
     first = jax.tree.map(lambda a: a[0], head)

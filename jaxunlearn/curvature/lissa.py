@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax.tree_utils as otu
 
+from jaxunlearn import loops
 from jaxunlearn._validation import check_finite, check_key, check_same_structure, is_concrete, raise_if
 from jaxunlearn.curvature.eigen import top_eigenvalue
 from jaxunlearn.curvature.products import LossFn, hvp
@@ -211,7 +212,7 @@ def _neumann(loss_fn, params, v, stacked, data, scale, damping):
             record = (otu.tree_norm(h_new), otu.tree_norm(increment), otu.tree_vdot(previous, increment), curvature)
             return (h_new, increment), record
 
-        (h, _), records = jax.lax.scan(step, (v, otu.tree_zeros_like(v)), batch_seq)
+        (h, _), records = loops.scan(step, (v, otu.tree_zeros_like(v)), batch_seq)
         return h, records
 
     h, records = jax.vmap(one_recursion)(stacked)
@@ -280,7 +281,11 @@ def lissa(
     scale = jnp.asarray(scale, dtype=jnp.result_type(*jax.tree.leaves(v)))
 
     damping = jnp.asarray(damping, scale.dtype)
-    ihvp, trace = _neumann(loss_fn, params, v, stacked, data, scale, damping)
-    if check:
-        _check_convergence(trace, params, v, scale, damping)
-    return LissaResult(ihvp, scale, trace.norms, trace.curvature, trace.increments)
+
+    def recursion(params, v, stacked, data, scale, damping):
+        ihvp, trace = _neumann(loss_fn, params, v, stacked, data, scale, damping)
+        if check:
+            _check_convergence(trace, params, v, scale, damping)
+        return LissaResult(ihvp, scale, trace.norms, trace.curvature, trace.increments)
+
+    return loops.compiled_when_eager(recursion, params, v, stacked, data, scale, damping)

@@ -34,7 +34,7 @@ class MCMCInfluenceTest(chex.TestCase):
             energy = bayes.gmm_energy(prior_std=1.0)
             means = jnp.asarray(centres) * 0.97
             forget = x[:6]
-            hess = jax.hessian(lambda m: energy.energy(m, x, 200))(means).reshape(8, 8)
+            hess = jax.jit(jax.hessian(lambda m: energy.energy(m, x, 200)))(means).reshape(8, 8)
             v = jax.grad(energy.forget)(means, forget).ravel()
             exact = jnp.linalg.solve(hess, v)
             eig = np.linalg.eigvalsh(np.asarray(hess))

@@ -34,8 +34,8 @@ class VIForgettingTest(chex.TestCase):
             params = {"m": jnp.asarray(centres), "rho": jnp.full((4, 2), -2.0)}
             forget_idx = jnp.arange(8)
             flat0, unravel = jax.flatten_util.ravel_pytree(params)
-            hess = jax.hessian(lambda f: energy.energy(unravel(f), x, 240))(flat0)
-            v = jax.grad(lambda f: energy.forget(unravel(f), x[forget_idx]))(flat0)
+            hess = jax.jit(jax.hessian(lambda f: energy.energy(unravel(f), x, 240)))(flat0)
+            v = jax.jit(jax.grad(lambda f: energy.forget(unravel(f), x[forget_idx])))(flat0)
             exact = jnp.linalg.solve(hess, v)
             eig = np.linalg.eigvalsh(np.asarray(hess))
             assert eig[0] > 0, "the check needs a positive-definite Hessian"  # condition number ~50 here

@@ -70,8 +70,8 @@ def _flat(tree):
 
 def _dense_step(params, forget, retain, damping=0.0):
     flat, unravel = jax.flatten_util.ravel_pytree(params)
-    h = np.asarray(jax.hessian(lambda v: loss_fn(unravel(v), retain))(flat))
-    g = np.asarray(jax.grad(lambda v: loss_fn(unravel(v), forget))(flat))
+    h = np.asarray(jax.jit(jax.hessian(lambda v: loss_fn(unravel(v), retain)))(flat))
+    g = np.asarray(jax.jit(jax.grad(lambda v: loss_fn(unravel(v), forget)))(flat))
     n_f, n_r = len(forget[0]), len(retain[0])
     return _flat(params) + (n_f / n_r) * np.linalg.solve(h + damping * np.eye(len(flat)), g)
 

@@ -71,7 +71,8 @@ def test_models_give_the_same_logits_and_gradients_in_both_policies(module, shap
     x = jax.random.normal(jax.random.key(3), (4, *shape))
     params = module.init(jax.random.key(0), x)["params"]
     loss = lambda p: jnp.sum(jnp.tanh(module.apply({"params": p}, x)))  # noqa: E731
-    fast = (module.apply({"params": params}, x), jax.grad(loss)(params))
+    both = jax.jit(lambda p: (module.apply({"params": p}, x), jax.grad(loss)(p)))  # traced in the policy in force
+    fast = both(params)
     with conv_forms.conv_policy("lax"):
-        plain = (module.apply({"params": params}, x), jax.grad(loss)(params))
+        plain = jax.jit(lambda p: (module.apply({"params": p}, x), jax.grad(loss)(p)))(params)
     chex.assert_trees_all_close(fast, plain, rtol=1e-5, atol=1e-6)
