@@ -42,9 +42,9 @@ further SG-MCMC steps (1000 in the original) on the remaining data
 (:func:`importance_sampling`).
 
 **Randomness** of one request: ``k_batches, k_noise = jax.random.split(key)``.
-The minibatch indices come from ``k_batches`` (:func:`draw_mcmc_batches` for
-MCMC forgetting, ``bayes.draw_batches(k_batches, alive_after, num_steps,
-batch_size)`` for the baseline); the sampler noise of the ``i``-th step of
+The minibatch indices come from ``k_batches``, as shuffled epochs over the alive points, the originals'
+loader (:func:`draw_mcmc_batches` for MCMC forgetting, ``bayes.shuffled_batches(k_batches, alive_after,
+num_steps, batch_size)`` for the baseline); the sampler noise of the ``i``-th step of
 phase ``j`` uses ``jax.random.split(k_noise, (1 + iter_T, samp_T))[j, i]``
 (``jax.random.split(k_noise, num_steps)[i]`` for the baseline). ``update(...,
 batches=...)`` replaces only the indices (:class:`MCMCBatches`, or int
@@ -86,7 +86,7 @@ import optax.tree_utils as otu
 from jaxunlearn import curvature
 from jaxunlearn._validation import check_fits_model, check_number, check_positive_int, check_same_structure, raise_if
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.data.minibatch import check_batch_size, check_batches, draw_batches, take
+from jaxunlearn.data.minibatch import check_batch_size, check_batches, shuffled_batches, take
 from jaxunlearn.bayes.samplers import Sampler, SamplerState
 from jaxunlearn.methods import base
 from jaxunlearn.train.loop import scan_steps
@@ -156,16 +156,19 @@ def _divergence(last, growth, bound):
 
 
 def draw_mcmc_batches(key: jax.Array, alive: jax.Array, iter_T: int, samp_T: int, batch_size: int) -> MCMCBatches:
-    """The :class:`MCMCBatches` of one request, uniform over the ``alive`` points.
+    """The :class:`MCMCBatches` of one request: consecutive batches of one shuffled loader over the ``alive`` points.
 
-    ``k_sample, k_hvp = jax.random.split(key)``; ``sample`` is
-    ``draw_batches(k_sample, alive, (1 + iter_T) * samp_T, batch_size)`` and ``hvp``
-    ``draw_batches(k_hvp, alive, iter_T * samp_T, batch_size)``, reshaped.
+    The originals draw every batch of a request from one shuffled ``drop_last`` loader of the
+    points alive before it, in the order they are used: the ``samp_T`` sampler batches that
+    estimate ``v``, then for each recursion step ``samp_T`` pairs (sampler batch ``A``, HVP batch
+    ``B``, the next one: a different batch). So ``rows = shuffled_batches(key, alive, samp_T (1 +
+    2 iter_T), batch_size)`` (:func:`jaxunlearn.data.minibatch.shuffled_batches`, ``O(batch_size)``
+    per batch); ``sample[0] = rows[:samp_T]`` and, with ``rest = rows[samp_T:]`` as
+    ``[iter_T, samp_T, 2, B]``, ``sample[1:] = rest[:, :, 0]`` and ``hvp = rest[:, :, 1]``.
     """
-    k_sample, k_hvp = jax.random.split(key)
-    sample = draw_batches(k_sample, alive, (1 + iter_T) * samp_T, batch_size)
-    hvp = draw_batches(k_hvp, alive, iter_T * samp_T, batch_size)
-    return MCMCBatches(sample.reshape(1 + iter_T, samp_T, -1), hvp.reshape(iter_T, samp_T, -1))
+    rows = shuffled_batches(key, alive, samp_T * (1 + 2 * iter_T), batch_size)
+    rest = rows[samp_T:].reshape(iter_T, samp_T, 2, -1)
+    return MCMCBatches(jnp.concatenate([rows[None, :samp_T], rest[:, :, 0]]), rest[:, :, 1])
 
 
 def mcmc_influence(
@@ -360,7 +363,7 @@ def importance_sampling(
         store, n_new, new_lr = _after_removal(state, req, rescale_step_size)
         k_batches, k_noise = jax.random.split(key)
         if batches is None:
-            idx = draw_batches(k_batches, req.retain, num_steps, batch_size)
+            idx = shuffled_batches(k_batches, req.retain, num_steps, batch_size)
         else:
             idx = check_batches(batches, req.retain, (num_steps, batch_size))
 

@@ -19,7 +19,8 @@ count of alive points after the step, as the originals do. The recursion is
 PRNG keys), so the noise draws travel through LiSSA's scan.
 
 Randomness of one request: ``k_batches, k_noise = jax.random.split(key)``; the
-minibatch indices are ``bayes.draw_batches(k_batches, alive_before, iter_T, batch_size)``;
+minibatch indices are ``bayes.shuffled_batches(k_batches, alive_before, iter_T, batch_size)`` (shuffled
+epochs over the points alive before the request, as the originals' loader draws them; ``O(batch_size)`` per batch);
 :func:`vi_influence` splits ``k_grad, k_hvp = jax.random.split(k_noise)``, the ``bbp_T``
 draws of ``v`` use ``jax.random.split(k_grad, bbp_T)`` and the HVP noise
 ``jax.random.split(k_hvp, (iter_T, bbp_T))`` (deterministic energies use one draw and
@@ -49,7 +50,7 @@ import jax.numpy as jnp
 from jaxunlearn import curvature, loops
 from jaxunlearn._validation import check_fits_model, check_number, check_positive_int, keep_errors
 from jaxunlearn.bayes.energies import Energy
-from jaxunlearn.data.minibatch import check_batch_size, check_batches, draw_batches, take
+from jaxunlearn.data.minibatch import check_batch_size, check_batches, shuffled_batches, take
 from jaxunlearn.methods import base
 
 __all__ = ["VIForgettingInfo", "VIForgettingState", "vi_forgetting", "vi_influence"]
@@ -171,7 +172,7 @@ def vi_forgetting(
         req = base.open_request(state.store, request)
         k_batches, k_noise = jax.random.split(key)
         if batches is None:
-            idx = draw_batches(k_batches, req.before, iter_T, batch_size)
+            idx = shuffled_batches(k_batches, req.before, iter_T, batch_size)
         else:
             idx = check_batches(batches, req.before, (iter_T, batch_size))
         result = vi_influence(energy, params, req.forget, state.store.data, idx, state.n, k_noise,

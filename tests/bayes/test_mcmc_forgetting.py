@@ -60,6 +60,19 @@ class MCMCInfluenceTest(chex.TestCase):
                            jnp.asarray(x), batches, 64, 1e-12, 1.0, jax.random.key(0), scaling0=50.0)
 
 
+def test_request_batches_are_consecutive_draws_of_one_shuffled_loader():
+    alive = jnp.arange(40) % 5 != 0  # 32 points alive: 4 batches of 8 per epoch
+    drawn = draw_mcmc_batches(jax.random.key(3), alive, 3, 2, 8)
+    rows = np.asarray(bayes.shuffled_batches(jax.random.key(3), alive, 2 * (1 + 2 * 3), 8))
+    in_use_order = [drawn.sample[0, 0], drawn.sample[0, 1]] + [
+        batch for t in range(3) for i in range(2) for batch in (drawn.sample[1 + t, i], drawn.hvp[t, i])]
+    np.testing.assert_array_equal(np.stack(in_use_order), rows)
+    assert bool(alive[rows].all())
+    for t in range(3):  # here each (A, B) pair lies in one epoch: the HVP batch is a different batch
+        for i in range(2):
+            assert not set(np.asarray(drawn.sample[1 + t, i]).tolist()) & set(np.asarray(drawn.hvp[t, i]).tolist())
+
+
 class MCMCForgettingTest(chex.TestCase):
     @chex.variants(with_jit=True)  # end to end; the recursion itself is checked with and without jit above
     def test_conjugate_gaussian_moves_to_the_new_posterior(self):

@@ -111,7 +111,7 @@ class VIContractTest(chex.TestCase):
     def test_injected_batches_replay_the_drawn_ones(self):
         key = jax.random.key(7)
         k_batches, _ = jax.random.split(key)
-        drawn = bayes.draw_batches(k_batches, self.state.store.alive, 6, 8)
+        drawn = bayes.shuffled_batches(k_batches, self.state.store.alive, 6, 8)
         request = jnp.array([0, 1])
         a = self.forgetter.update(self.params, request, self.state, key=key)
         b = self.forgetter.update(self.params, request, self.state, key=key, batches=drawn)
