@@ -29,12 +29,6 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 import jax  # noqa: E402  (after XLA_FLAGS)
 
 
-#: ``JAXUNLEARN_PAPER_SMOKE=all ./run test`` runs all eight classification settings of ``jaxunlearn paper`` end to
-#: end under ``--smoke`` (23-50 s each here); the default suite runs two of them (one per model) and every
-#: Bayesian and Selective Amnesia setting, within its budget.
-PAPER_SMOKE_ALL = os.environ.get("JAXUNLEARN_PAPER_SMOKE") == "all"
-
-
 class CompileCounter:
     """Counts XLA backend compilations while active (``jax.monitoring`` duration events); tests import it
     with ``from conftest import CompileCounter``."""

@@ -13,8 +13,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import PAPER_SMOKE_ALL
-
 from jaxunlearn.cli import main
 from jaxunlearn.experiments import paper, paper_classification
 from jaxunlearn.experiments.config import ConfigError
@@ -142,12 +140,10 @@ def test_every_classification_setting_names_forget_sets_its_data_has():
                     assert len(set(forgotten[split.forget_train_idx].tolist())) == 1, (s.name, label)
 
 
-#: The classification settings run end to end, each through ``jaxunlearn paper NAME --smoke`` in the test's process
-#: (23-50 s each in the suite with all eight, nearly all of it compiling the model's training, SSD, LFSSD, JiT and
-#: evaluation programs, which depend on the number of classes and the split's sizes): by default one per model, the
-#: sub-class and random scenarios (the full-class path runs end to end in tests/experiments/test_experiments_cli.py);
-#: all eight with ``JAXUNLEARN_PAPER_SMOKE=all``.
-SMOKED = CLASSIFICATION if PAPER_SMOKE_ALL else ["cifar20-subclass-resnet18", "cifar10-random-vit"]
+#: Every classification setting runs end to end through ``jaxunlearn paper NAME --smoke`` in the test's process
+#: (about 25 s each here, nearly all of it compiling the model's training, SSD, LFSSD, JiT and evaluation programs,
+#: which depend on the number of classes and the split's sizes, so the settings share few of them).
+SMOKED = CLASSIFICATION
 
 
 @pytest.mark.slow
