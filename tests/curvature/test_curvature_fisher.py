@@ -1,5 +1,7 @@
 """Fisher estimators and per-example gradients against brute-force Python loops over examples and batches."""
 
+import warnings
+
 import chex
 import flax.linen as nn
 import jax
@@ -162,6 +164,31 @@ def test_chunked_sum_with_remainder_matches_plain_sum():
     data = (jnp.arange(23.0), jnp.ones(23))
     got = cv.chunked_sum(lambda c, i: {"s": jnp.sum(c[0]), "n": jnp.sum(c[1])}, data, 5)
     assert float(got["s"]) == sum(range(23)) and float(got["n"]) == 23
+
+
+def test_an_eager_chunked_sum_is_one_program_that_takes_its_closed_over_arrays_as_arguments():
+    from conftest import CompileCounter
+
+    w = jax.random.normal(jax.random.key(0), (64, 48))  # 12 KiB that fn closes over
+    x = jax.random.normal(jax.random.key(1), (23, 64))  # chunks of 5: four full ones and a short one of 3
+    old = jax.config.jax_captured_constants_warn_bytes
+    jax.config.update("jax_captured_constants_warn_bytes", 4096)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            CompileCounter.count, CompileCounter.active = 0, True
+            try:
+                got = cv.chunked_sum(lambda c, i: jnp.sum(jnp.tanh(c @ w) ** 2), x, 5)
+            finally:
+                CompileCounter.active = False
+            assert CompileCounter.count == 1  # not the short chunk's operations one by one
+            assert not [m for m in caught if "constants were captured" in str(m.message)]
+            jax.jit(lambda d: jnp.sum(jnp.tanh(d @ w) ** 2))(x)  # the control: a jitted closure embeds w
+            assert [m for m in caught if "constants were captured" in str(m.message)]
+    finally:
+        jax.config.update("jax_captured_constants_warn_bytes", old)
+    np.testing.assert_allclose(got, np.sum(np.tanh(np.asarray(x, np.float64) @ np.asarray(w, np.float64)) ** 2),
+                               rtol=1e-5)
 
 
 def test_per_example_grads_chunked_equals_unchunked_and_loop():
