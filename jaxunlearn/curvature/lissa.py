@@ -173,7 +173,8 @@ def _check_convergence(trace: _Trace, params: Any, v: Any, scale: jax.Array, dam
     quotient = jnp.sum(jnp.where(window, products, 0.0)) / jnp.sum(jnp.where(window, previous_sq, 0.0))
     curvature = (1.0 - damping - quotient) / scale
 
-    raise_if(_all_finite((params, v)) & jnp.any(diverged), _divergence_error, scale, damping, growth[worst], last_norm, curvature)
+    raise_if(_all_finite((params, v)) & jnp.any(diverged), _divergence_error, scale, damping, growth[worst], last_norm,
+             curvature)
 
 
 def _select(data: Any, batch: Any) -> Any:
