@@ -19,34 +19,49 @@ def _lax(x, k, padding, strides=(1, 1)):
     return jax.lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=DN)
 
 
-class DenseConvTest(parameterized.TestCase):
+CASES = (((8, 8, 1, 16), (5, 5), ((2, 2), (2, 2))), ((4, 4, 8, 8), (5, 5), ((2, 2), (2, 2))),
+         ((6, 5, 3, 4), (3, 3), ((0, 1), (2, 0))), ((7, 7, 2, 3), (3, 2), ((0, 0), (0, 0))))
+
+
+class ConvFormsTest(parameterized.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(((8, 8, 1, 16), (5, 5), ((2, 2), (2, 2))), ((4, 4, 8, 8), (5, 5), ((2, 2), (2, 2))),
-                              ((6, 5, 3, 4), (3, 3), ((0, 1), (2, 0))), ((7, 7, 2, 3), (3, 2), ((0, 0), (0, 0))))
-    def test_values_and_gradients_equal_lax(self, shape, window, padding):
+    @parameterized.parameters(*((form, *case) for form in ("dense_conv", "columns_conv") for case in CASES))
+    def test_values_and_gradients_equal_lax(self, form, shape, window, padding):
+        conv = getattr(conv_forms, form)
         h, w, c, d = shape
         kx, kk, kg = jax.random.split(jax.random.key(0), 3)
         x = jax.random.normal(kx, (3, h, w, c))
         k = jax.random.normal(kk, (*window, c, d))
-        out = self.variant(conv_forms.dense_conv, static_argnums=2)(x, k, padding)
+        out = self.variant(conv, static_argnums=2)(x, k, padding)
         want = _lax(x, k, padding)
         np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
         g = jax.random.normal(kg, want.shape)  # a random cotangent: the full vector-Jacobian product
-        vjp = self.variant(jax.grad(lambda x, k: jnp.sum(conv_forms.dense_conv(x, k, padding) * g), (0, 1)))(x, k)
+        vjp = self.variant(jax.grad(lambda x, k: jnp.sum(conv(x, k, padding) * g), (0, 1)))(x, k)
         want_vjp = jax.grad(lambda x, k: jnp.sum(_lax(x, k, padding) * g), (0, 1))(x, k)
         chex.assert_trees_all_close(vjp, want_vjp, rtol=1e-5, atol=1e-5)
 
 
-def test_dispatch_uses_the_dense_form_only_where_it_applies():
+def test_dispatch_uses_the_dense_and_columns_forms_only_where_they_apply():
     x, k = jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 4))  # dense flops: 16 / 9 of the direct convolution
     def text(x, k, strides, padding, **kw):
         return str(jax.make_jaxpr(lambda x, k: conv_forms.conv_general_dilated(x, k, strides, padding, **kw))(x, k))
 
-    assert "conv_general_dilated" not in text(x, k, (1, 1), "SAME", dimension_numbers=DN)
+    dense = text(x, k, (1, 1), "SAME", dimension_numbers=DN)
+    assert "conv_general_dilated" not in dense and "gather" in dense  # the dense matrix is gathered from k
     assert "conv_general_dilated" in text(x, k, (2, 2), "SAME", dimension_numbers=DN)  # strided
     assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", rhs_dilation=(2, 2), dimension_numbers=DN)
-    big = jnp.ones((1, 32, 32, 3))  # a 32x32 map: the dense matrix would cost 41x the direct convolution
-    assert "conv_general_dilated" in text(big, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
+    # a 32x32 map: the dense matrix would cost 41x the direct convolution; an image layer takes the columns form
+    image = jnp.ones((1, 32, 32, 3))
+    columns = text(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
+    assert "conv_general_dilated" not in columns and "gather" not in columns
+    assert "conv_general_dilated" in text(image, jnp.ones((3, 3, 3, 4)), (1, 1), "SAME", dimension_numbers=DN)
+    wide = jnp.ones((1, 32, 32, 4))  # more input channels than an image has
+    assert "conv_general_dilated" in text(wide, jnp.ones((5, 5, 4, 4)), (1, 1), "VALID", dimension_numbers=DN)
+    small = jnp.ones((1, 18, 18, 1))  # a 14x14 output map: too small for columns, the dense matrix 13x the flops
+    assert "conv_general_dilated" in text(small, jnp.ones((5, 5, 1, 64)), (1, 1), "VALID", dimension_numbers=DN)
+    np.testing.assert_allclose(conv_forms.conv_general_dilated(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID",
+                                                               dimension_numbers=DN),
+                               _lax(image, jnp.ones((5, 5, 3, 4)), "VALID"), rtol=1e-6)
     with conv_forms.conv_policy("lax"):
         assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", dimension_numbers=DN)
     np.testing.assert_allclose(conv_forms.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=DN),
@@ -66,7 +81,8 @@ def test_max_pool_equals_flax_values_and_gradients(shape):
 
 
 @pytest.mark.parametrize("module,shape", [(SmallCNN(channels=8, hidden=16, padding=2), (8, 8, 1)),
-                                          (LeNet(padding=2), (8, 8, 1))])
+                                          (LeNet(padding=2), (8, 8, 1)),  # the dense form
+                                          (LeNet(), (32, 32, 1))])  # conv1 in the columns form
 def test_models_give_the_same_logits_and_gradients_in_both_policies(module, shape):
     x = jax.random.normal(jax.random.key(3), (4, *shape))
     params = module.init(jax.random.key(0), x)["params"]
