@@ -75,7 +75,7 @@ import optax.tree_utils as otu
 import jaxunlearn as ju
 from jaxunlearn import bayes, curvature, loops, methods
 from jaxunlearn.data import load_digits
-from jaxunlearn.data.minibatch import draw_batches, shuffled_batches
+from jaxunlearn.data.minibatch import shuffled_batches
 from jaxunlearn.io import atomic_write_json
 from jaxunlearn.methods.selective_amnesia import sa_fisher_diagonal, sample_fisher_inputs
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
@@ -471,7 +471,7 @@ def vi_case(request_size: int = 16, iter_T: int = 16, bbp_T: int = 5, batch: int
     request_t = _tensor(request).long()
     forget_t = (xt[request_t], yt[request_t])
     k_batches, k_noise = jax.random.split(key)  # the documented key use of update and vi_influence
-    idx = draw_batches(k_batches, jnp.ones((n,), bool), iter_T, batch)
+    idx = shuffled_batches(k_batches, jnp.ones((n,), bool), iter_T, batch)
     idx_t = _tensor(np.asarray(idx)).long()
 
     def run_original(model, noise=None):
