@@ -18,16 +18,21 @@ zero-padded convolutions of small maps, and runs the gradient of ``lax.reduce_wi
   (:data:`DENSE_MAX_ENTRIES`) and costs at most :data:`DENSE_MAX_FLOP_RATIO` times the flops of the
   direct convolution; everything else (strides, dilation, groups, large maps) goes to
   ``lax.conv_general_dilated`` unchanged.
-* :func:`columns_conv`, used by :func:`conv_general_dilated` for the first layer of an image model
-  (a stride-1 convolution of at most :data:`COLUMNS_MAX_CHANNELS` input channels with at least
-  :data:`COLUMNS_MIN_TAPS` kernel taps and an output map of at least :data:`COLUMNS_MIN_MAP` a side,
-  where the dense form does not apply): the kernel's transpose times the columns of shifted
-  channel-first slices of the input, ``out^T [D, N Ho Wo] = K^T [D, kh kw C] X [kh kw C, N Ho Wo]``
-  with ``X[(i, j, c), (n, p, q)] = x[n, p + i, q + j, c]`` (``x`` zero-padded). The product's long
-  axis is the one GEMM kernels stream over; its gradient is one more such product. Measured
-  (forward + kernel gradient, batch 64): LeNet-5's first layer 3.9 -> 1.8 ms, SmallCNN's at 32x32x3
-  7.7 -> 6.1 ms (8 channels) and 25 -> 21 ms (64); it loses on 3x3 kernels (ResNet's stem) and on
-  the later layers' small maps and wider inputs, which keep ``lax.conv_general_dilated``.
+* :func:`columns_conv`, used by :func:`conv_general_dilated` where the dense form does not apply, for
+  stride-1 convolutions with at least :data:`COLUMNS_MIN_TAPS` kernel taps that are either the first
+  layer of an image model (at most :data:`COLUMNS_MAX_CHANNELS` input channels, output maps of at
+  least :data:`COLUMNS_MIN_MAP` a side) or a narrow later layer (patches of at most
+  :data:`COLUMNS_MAX_PATCH` entries, at least :data:`COLUMNS_MIN_FEATURES` output features): the
+  kernel's transpose times the columns of shifted channel-first slices of the input,
+  ``out^T [D, N Ho Wo] = K^T [D, kh kw C] X [kh kw C, N Ho Wo]`` with
+  ``X[(i, j, c), (n, p, q)] = x[n, p + i, q + j, c]`` (``x`` zero-padded). The product's long axis is
+  the one GEMM kernels stream over; its gradients are such products too. Measured in the loops that
+  use them (batch 64, one quiet 2-core CPU, same process): 50 SGD steps of LeNet-5 at 32x32 with both
+  layers in this form 196-221 ms against 267-313 ms with ``lax.conv_general_dilated``; 20 batches of
+  SSD importances of SmallCNN(8 channels) at 32x32x3, first layer in this form, 127 ms against 290 ms.
+  It loses on 3x3 kernels (ResNet's stem: forward 9.3 against 6.9 ms), on small output maps
+  (8x8) and on SmallCNN(8)'s second layer (8 features: 149-184 against 127 ms), which keep
+  ``lax.conv_general_dilated``.
 * :func:`max_pool`: non-overlapping windows (window = stride, no padding) as a reshape and a
   ``max``; the forward value is that of ``nn.max_pool``. The gradient differs only where a window
   holds several equal maxima (it is split equally instead of going to one of them), which after a
@@ -68,7 +73,13 @@ COLUMNS_MIN_TAPS = 25
 """with kernels of at least this many taps (5x5),"""
 
 COLUMNS_MIN_MAP = 16
-"""and output maps of at least this size a side."""
+"""and output maps of at least this size a side; or (a later layer, more input channels) with"""
+
+COLUMNS_MAX_PATCH = 256
+"""patches of at most this many entries (``kh kw C``) and"""
+
+COLUMNS_MIN_FEATURES = 16
+"""at least this many output features (LeNet-5's second layer)."""
 
 _POLICY = Policy("convolution policy", CONV_POLICIES)
 
@@ -170,9 +181,13 @@ def _form(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimensi
     direct = ho * wo * kh * kw * c * d
     if entries <= DENSE_MAX_ENTRIES and entries <= DENSE_MAX_FLOP_RATIO * direct:
         return dense_conv, pads
-    if c <= COLUMNS_MAX_CHANNELS and kh * kw >= COLUMNS_MIN_TAPS and min(ho, wo) >= COLUMNS_MIN_MAP:
-        return columns_conv, pads
-    return None, None
+    if kh * kw < COLUMNS_MIN_TAPS:
+        return None, None
+    if c <= COLUMNS_MAX_CHANNELS:  # the first layer of an image model
+        fits = min(ho, wo) >= COLUMNS_MIN_MAP
+    else:  # a narrow later layer
+        fits = kh * kw * c <= COLUMNS_MAX_PATCH and d >= COLUMNS_MIN_FEATURES
+    return (columns_conv, pads) if fits else (None, None)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -202,6 +217,6 @@ def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int] | N
     return jnp.max(x.reshape(n, h // a, a, w // b, b, c), axis=(2, 4))
 
 
-__all__ = ["COLUMNS_MAX_CHANNELS", "COLUMNS_MIN_MAP", "COLUMNS_MIN_TAPS", "CONV_POLICIES", "DENSE_MAX_ENTRIES",
-           "DENSE_MAX_FLOP_RATIO", "columns_conv", "conv_general_dilated", "conv_policy", "dense_conv",
-           "get_conv_policy", "max_pool", "set_conv_policy"]
+__all__ = ["COLUMNS_MAX_CHANNELS", "COLUMNS_MAX_PATCH", "COLUMNS_MIN_FEATURES", "COLUMNS_MIN_MAP", "COLUMNS_MIN_TAPS",
+           "CONV_POLICIES", "DENSE_MAX_ENTRIES", "DENSE_MAX_FLOP_RATIO", "columns_conv", "conv_general_dilated",
+           "conv_policy", "dense_conv", "get_conv_policy", "max_pool", "set_conv_policy"]

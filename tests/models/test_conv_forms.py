@@ -55,8 +55,11 @@ def test_dispatch_uses_the_dense_and_columns_forms_only_where_they_apply():
     columns = text(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
     assert "conv_general_dilated" not in columns and "gather" not in columns
     assert "conv_general_dilated" in text(image, jnp.ones((3, 3, 3, 4)), (1, 1), "SAME", dimension_numbers=DN)
-    wide = jnp.ones((1, 32, 32, 4))  # more input channels than an image has
+    wide = jnp.ones((1, 32, 32, 4))  # more input channels than an image has, and few output features
     assert "conv_general_dilated" in text(wide, jnp.ones((5, 5, 4, 4)), (1, 1), "VALID", dimension_numbers=DN)
+    lenet2 = jnp.ones((1, 14, 14, 6))  # LeNet-5's second layer: patches of 150, 16 features
+    assert "conv_general_dilated" not in text(lenet2, jnp.ones((5, 5, 6, 16)), (1, 1), "VALID", dimension_numbers=DN)
+    assert "conv_general_dilated" in text(lenet2, jnp.ones((5, 5, 6, 8)), (1, 1), "VALID", dimension_numbers=DN)
     small = jnp.ones((1, 18, 18, 1))  # a 14x14 output map: too small for columns, the dense matrix 13x the flops
     assert "conv_general_dilated" in text(small, jnp.ones((5, 5, 1, 64)), (1, 1), "VALID", dimension_numbers=DN)
     np.testing.assert_allclose(conv_forms.conv_general_dilated(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID",
