@@ -377,7 +377,8 @@ def sgld_case(name: str, steps: int, batch: int = 64, n: int = 2048, prior_std: 
 
 def _cvae_state(params: Any) -> dict:
     """Our CVAE's params as the PyTorch ``OneHotCVAE`` state dict (Dense kernels transposed)."""
-    return {f"{layer}.{kind}": np.asarray(params[layer][leaf]).T if leaf == "kernel" else np.asarray(params[layer][leaf])
+    return {f"{layer}.{kind}": np.asarray(params[layer][leaf]).T if leaf == "kernel"
+            else np.asarray(params[layer][leaf])
             for layer in params for leaf, kind in (("kernel", "weight"), ("bias", "bias"))}
 
 

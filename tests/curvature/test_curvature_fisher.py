@@ -77,7 +77,8 @@ class FisherTest(parameterized.TestCase):
         key, chunk = jax.random.key(7), 10
         sample_fn = cv.sample_categorical_labels(_logits)
         got = self.variant(
-            lambda p, d, k: cv.fisher_diagonal(_loss, p, d, estimator="true", batch_size=chunk, key=k, sample_fn=sample_fn)
+            lambda p, d, k: cv.fisher_diagonal(_loss, p, d, estimator="true", batch_size=chunk, key=k,
+                                               sample_fn=sample_fn)
         )(params, data, key)
         # brute force: the labels each chunk draws, then a loop over examples
         labels = []
