@@ -4,7 +4,7 @@ The conv models of the papers (the digits SmallCNN, LeNet-5, the Bayesian LeNet,
 classifier) are small: a few channels on maps of 4x4 to 32x32. XLA:CPU (jax 0.10.2) runs such
 convolutions and their gradients several times slower than oneDNN does for PyTorch, up to ~20x on
 zero-padded convolutions of small maps, and runs the gradient of ``lax.reduce_window`` max pooling
-(a ``select_and_scatter``) as a slow generic loop. Two exact rewrites (``benchmarks/vs_pytorch.py
+(a ``select_and_scatter``) as a slow generic loop. Three exact rewrites (``benchmarks/vs_pytorch.py
 --conv-forms`` measures them):
 
 * :func:`conv_general_dilated`, a drop-in for ``jax.lax.conv_general_dilated`` given to
