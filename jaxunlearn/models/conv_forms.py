@@ -27,12 +27,11 @@ zero-padded convolutions of small maps, and runs the gradient of ``lax.reduce_wi
   ``out^T [D, N Ho Wo] = K^T [D, kh kw C] X [kh kw C, N Ho Wo]`` with
   ``X[(i, j, c), (n, p, q)] = x[n, p + i, q + j, c]`` (``x`` zero-padded). The product's long axis is
   the one GEMM kernels stream over; its gradients are such products too. Measured in the loops that
-  use them (batch 64, one quiet 2-core CPU, same process): 50 SGD steps of LeNet-5 at 32x32 with both
-  layers in this form 196-221 ms against 267-313 ms with ``lax.conv_general_dilated``; 20 batches of
-  SSD importances of SmallCNN(8 channels) at 32x32x3, first layer in this form, 127 ms against 290 ms.
-  It loses on 3x3 kernels (ResNet's stem: forward 9.3 against 6.9 ms), on small output maps
-  (8x8) and on SmallCNN(8)'s second layer (8 features: 149-184 against 127 ms), which keep
-  ``lax.conv_general_dilated``.
+  use them (``benchmarks/vs_pytorch.py --conv-forms``: an SSD pass of 20 batches of 64 in
+  :func:`jaxunlearn.loops.scan`, the library's forms against ``nn.Conv`` and ``nn.max_pool``): LeNet-5
+  at 32x32 92 against 177 ms, SmallCNN(8 channels) at 32x32x3 161 against 272 ms. Variants of that
+  pass chose the rule: the form loses on 3x3 kernels (ResNet's stem), on 8x8 output maps and on
+  SmallCNN(8)'s second layer (8 features), which keep ``lax.conv_general_dilated``.
 * :func:`max_pool`: non-overlapping windows (window = stride, no padding) as a reshape and a
   ``max``; the forward value is that of ``nn.max_pool``. The gradient differs only where a window
   holds several equal maxima (it is split equally instead of going to one of them), which after a

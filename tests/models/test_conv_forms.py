@@ -90,8 +90,15 @@ def test_models_give_the_same_logits_and_gradients_in_both_policies(module, shap
     x = jax.random.normal(jax.random.key(3), (4, *shape))
     params = module.init(jax.random.key(0), x)["params"]
     loss = lambda p: jnp.sum(jnp.tanh(module.apply({"params": p}, x)))  # noqa: E731
-    both = jax.jit(lambda p: (module.apply({"params": p}, x), jax.grad(loss)(p)))  # traced in the policy in force
-    fast = both(params)
+    def outputs():  # a new function at each call, so each jit traces it in the policy in force then
+        return jax.jit(lambda p: (module.apply({"params": p}, x), jax.grad(loss)(p)))
+
+    def jaxpr():
+        return str(jax.make_jaxpr(lambda p: module.apply({"params": p}, x))(params))
+
+    fast = outputs()(params)
+    assert "conv_general_dilated" not in jaxpr()  # every convolution of these models in a library form
     with conv_forms.conv_policy("lax"):
-        plain = jax.jit(lambda p: (module.apply({"params": p}, x), jax.grad(loss)(p)))(params)
+        plain = outputs()(params)
+        assert "conv_general_dilated" in jaxpr()
     chex.assert_trees_all_close(fast, plain, rtol=1e-5, atol=1e-6)
