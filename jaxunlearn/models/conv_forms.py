@@ -162,9 +162,9 @@ def _form(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimensi
     """``(form, explicit padding)``: :func:`dense_conv` or :func:`columns_conv` where one applies to this
     convolution (module docstring), else ``(None, None)``."""
     if lhs.ndim != 4 or feature_group_count != 1 or batch_group_count != 1:
-        return None
+        return None, None
     if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _NHWC:
-        return None
+        return None, None
     if any(s != 1 for s in window_strides) or any(d != 1 for d in (lhs_dilation or ())) \
             or any(d != 1 for d in (rhs_dilation or ())):
         return None, None

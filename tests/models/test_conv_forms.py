@@ -69,6 +69,26 @@ def test_dispatch_uses_the_dense_and_columns_forms_only_where_they_apply():
         assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", dimension_numbers=DN)
     np.testing.assert_allclose(conv_forms.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=DN),
                                _lax(x, k, "SAME"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["1d", "NCHW", "groups"])
+def test_convolutions_outside_the_forms_go_to_lax_unchanged(layout):
+    """What the forms do not cover (1-D, other layouts, grouped) is ``lax.conv_general_dilated``'s result."""
+    kx, kk = jax.random.split(jax.random.key(1))
+    if layout == "1d":
+        x, k, dn, groups = jax.random.normal(kx, (2, 9, 3)), jax.random.normal(kk, (3, 3, 4)), ("NWC", "WIO", "NWC"), 1
+    elif layout == "NCHW":
+        x, k, dn, groups = jax.random.normal(kx, (2, 3, 8, 8)), jax.random.normal(kk, (4, 3, 5, 5)), None, 1
+    else:
+        x, k, dn, groups = jax.random.normal(kx, (2, 8, 8, 4)), jax.random.normal(kk, (5, 5, 2, 4)), DN, 2
+    strides, padding = (1,) * (x.ndim - 2), "SAME"
+    got = jax.jit(lambda x, k: conv_forms.conv_general_dilated(x, k, strides, padding, dimension_numbers=dn,
+                                                               feature_group_count=groups))(x, k)
+    want = jax.lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=dn, feature_group_count=groups)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_an_unknown_conv_policy_is_refused():
     with pytest.raises(ValueError, match="policy must be one of"):
         conv_forms.set_conv_policy("fast")
 
