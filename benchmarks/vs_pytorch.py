@@ -17,7 +17,11 @@ sides run once (our JAX functions compile there) and must agree: the largest rel
 (``max |ours - torch| / max |torch|`` per array, the largest over arrays) is printed and asserted below the case's
 tolerance. Where the original draws random numbers (JiT noise, SGLD noise, the variational layers' draws) the
 check feeds our draws to the PyTorch side; the timed PyTorch runs draw their own with ``torch.randn``. Then
-``--repeats`` rounds (default 5) time ours, then PyTorch, alternately; the table shows the medians. PyTorch runs on
+``--repeats`` rounds (default 5) time ours, then PyTorch, alternately; the table shows the medians. Before each timed
+run the script waits ``--settle`` seconds (default 0.3, not timed): both runtimes keep their worker threads spinning
+for a while after an operation (PyTorch's OpenMP pool, XLA's thread pool), and a run started at once shares the two
+cores with the other side's spinning threads (measured here: SGLD on LeNet-5 0.80x and 0.92x back to back, 0.94x and
+1.01x with a 0.5 s pause, in alternating runs of one session). PyTorch runs on
 2 threads (``torch.set_num_threads(2)``, ``--torch-threads``); XLA:CPU uses the cores it has (2 here). The load
 average is printed at start and end: on a machine shared with other work (load above ~1 on 2 cores) PyTorch's two
 OpenMP threads wait for each other at every operator and its times grow 5-30x (LiSSA: 80 s against 2.8 s quiet),
@@ -537,8 +541,12 @@ def build_case(name: str) -> Case:
 
 # -------------------------------------------------------------------------------------------------------- timing
 
+SETTLE_S = 0.3
+"""Seconds of pause before each timed run (``--settle``; module docstring)."""
+
 
 def _seconds(fn: Callable[[], Any]) -> float:
+    time.sleep(SETTLE_S)
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
@@ -696,11 +704,15 @@ def conv_forms(repeats: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
+    global SETTLE_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--cases", help=f"comma-separated subset of: {','.join(CASES)} (default: all)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side, alternating (default 5)")
+    parser.add_argument("--settle", type=float, default=SETTLE_S,
+                        help=f"seconds of pause before each timed run, so the other side's threads go idle "
+                             f"(default {SETTLE_S})")
     parser.add_argument("--json", help="also write the results to this JSON file (atomically)")
     parser.add_argument("--torch-threads", type=int, default=2,
                         help="PyTorch's intra-op threads (default 2, as the cores here); for a 1-thread comparison "
@@ -711,6 +723,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be a positive integer")
+    if not args.settle >= 0:
+        parser.error("--settle must be a number of seconds >= 0")
+    SETTLE_S = args.settle
     if args.torch_threads < 1:
         parser.error("--torch-threads must be a positive integer")
     cases = CASES if not args.cases else tuple(c.strip() for c in args.cases.split(",") if c.strip())
@@ -738,6 +753,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.torch_threads)
         result["torch"] = torch.__version__
         result["torch_threads"] = args.torch_threads
+        result["settle_s"] = SETTLE_S
         result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         print(f"device: {device}; torch {torch.__version__} on {torch.get_num_threads()} threads; XLA_FLAGS "
               f"{result['xla_flags'] or '(none)'}; load average at start {load_start[0]:.2f}")
