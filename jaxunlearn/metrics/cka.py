@@ -19,6 +19,7 @@ without changing the model: ``nn.intercept_methods`` records the input of that c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -79,10 +80,22 @@ def penultimate_fn(module: nn.Module, variables: Any) -> FeaturesFn:
     ResNet-18 the input of the final fully connected layer (84, 384 and 512 wide); for the JiT VGG the 1000-way
     output of the torchvision backbone that feeds ``fc``. Raises ``ValueError`` when the model's output is not that call's output
     (then the recorded input would not be the penultimate layer).
+
+    Like that function, ``f`` is a ``jax.tree_util.Partial`` over the model state (:class:`PenultimateForward`),
+    so jitted evaluations compile once for every model of the same module and shapes.
     """
     _, model_state = split_variables(variables)
+    return jax.tree_util.Partial(PenultimateForward(module), model_state)
 
-    def features(params: Any, x: Any) -> jax.Array:
+
+@dataclasses.dataclass(frozen=True)
+class PenultimateForward:
+    """``forward(model_state, params, x) -> features [B, D]`` of :func:`penultimate_fn`; equal for equal modules."""
+
+    module: nn.Module
+
+    def __call__(self, model_state: dict, params: Any, x: Any) -> jax.Array:
+        module = self.module
         calls = []
 
         def record(next_fun, args, kwargs, ctx):
@@ -98,8 +111,6 @@ def penultimate_fn(module: nn.Module, variables: Any) -> FeaturesFn:
                              "penultimate_fn needs a classifier ending in a Dense layer; write a features function "
                              "for this model instead.")
         return calls[-1][0].reshape(calls[-1][0].shape[0], -1)
-
-    return features
 
 
 def feature_cka(

@@ -203,14 +203,26 @@ def apply_model(
     return logits, {**model_state, **flax.core.unfreeze(updates)}
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalForward:
+    """``forward(model_state, params, x) -> logits`` of ``module`` in eval mode; equal for equal modules."""
+
+    module: nn.Module
+
+    def __call__(self, model_state: dict, params: Any, x: jax.Array) -> jax.Array:
+        return self.module.apply({"params": params, **model_state}, x, train=False)
+
+
 def logits_fn(module: nn.Module, variables: Any) -> Callable[[Any, jax.Array], jax.Array]:
-    """``f(params, x) -> logits [B, C]`` in eval mode, with the non-``params`` collections of ``variables`` bound."""
+    """``f(params, x) -> logits [B, C]`` in eval mode, with the non-``params`` collections of ``variables`` bound.
+
+    ``f`` is a ``jax.tree_util.Partial`` of :class:`EvalForward` over the model state: a pytree whose leaves are
+    the batch-norm statistics, so the library's jitted evaluations take it as an argument and compile once for
+    every model of the same module and shapes (the original and the retrained model of a comparison, every seed),
+    not once per function object.
+    """
     _, model_state = split_variables(variables)
-
-    def f(params: Any, x: jax.Array) -> jax.Array:
-        return module.apply({"params": params, **model_state}, x, train=False)
-
-    return f
+    return jax.tree_util.Partial(EvalForward(module), model_state)
 
 
 def classifier_loss(module: nn.Module, variables: Any) -> LayerwiseLoss:

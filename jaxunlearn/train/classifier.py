@@ -141,7 +141,17 @@ def _check_classifier_data(module: Any, variables: Any, x: Any, y: Any, name: st
     check_classifier_data(lambda v, xb: module.apply(v, xb, train=False), variables, x, y, name)
 
 
-@functools.partial(jax.jit, static_argnames=("logits_fn", "batch_size"))
+def as_pytree_fn(fn: Callable) -> jax.tree_util.Partial:
+    """``fn`` as a ``jax.tree_util.Partial``, a pytree that a jitted function takes as an ordinary argument.
+
+    A ``Partial`` (:func:`jaxunlearn.models.logits_fn` returns one) is compiled for by its function and the
+    shapes of its arrays, so functions of equal modules share one program; any other callable becomes the
+    function of an argument-less ``Partial``, compiled once per object as a static argument would be.
+    """
+    return fn if isinstance(fn, jax.tree_util.Partial) else jax.tree_util.Partial(fn)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
 def _correct_count(logits_fn, params, x, y, batch_size):
     def count(chunk, _):
         cx, cy = chunk
@@ -154,7 +164,7 @@ def accuracy(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any, data
     """Sample-weighted top-1 accuracy in [0, 1]: ``(1/N) sum_i [argmax_c f(params, x_i)_c == y_i]``.
 
     ``logits_fn(params, x [B, ...]) -> [B, C]``; ``data``: ``Dataset`` or ``(x [N, ...], y [N])``;
-    evaluated in chunks of ``batch_size`` (jitted, cached per ``logits_fn`` object). Unlike the
+    evaluated in chunks of ``batch_size`` (jitted, compiled as :func:`batched_logits` is). Unlike the
     SSD reference's mean of per-batch accuracies, every example weighs the same.
     """
     x, y = as_xy(data, "data")
@@ -166,7 +176,7 @@ def accuracy(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any, data
 
 def _accuracy(logits_fn, params, x, y, batch_size):
     """:func:`accuracy` of checked arrays ``x``, ``y`` (``batch_size <= N``)."""
-    return float(_correct_count(logits_fn, params, x, y, batch_size)) / x.shape[0]
+    return float(_correct_count(as_pytree_fn(logits_fn), params, x, y, batch_size)) / x.shape[0]
 
 
 def batched_logits(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any, x: jax.Array, batch_size: int = 1024) -> jax.Array:
@@ -174,18 +184,19 @@ def batched_logits(logits_fn: Callable[[Any, jax.Array], jax.Array], params: Any
 
     Full chunks run in ``lax.map``; a final short chunk is evaluated once with its true
     size (no padding). Jittable; peak memory is that of one chunk; compiled once per
-    ``logits_fn`` object and shape.
+    shape and ``logits_fn`` (:func:`as_pytree_fn`: the functions of equal modules from
+    :func:`jaxunlearn.models.logits_fn` share one program, other callables one per object).
     """
     n = num_examples(x, "x")
     batch_size = min(check_positive_int(batch_size, "batch_size"), n)
     try:
-        return _batched_logits(logits_fn, params, x, batch_size)
+        return _batched_logits(as_pytree_fn(logits_fn), params, x, batch_size)
     except TypeError as err:
         if "hash" not in str(err):
             raise
         return _batched_logits.__wrapped__(logits_fn, params, x, batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("logits_fn", "batch_size"))
+@functools.partial(jax.jit, static_argnames=("batch_size",))
 def _batched_logits(logits_fn, params, x, batch_size):
     return chunked_map(lambda chunk: logits_fn(params, chunk), x, batch_size)

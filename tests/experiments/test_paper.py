@@ -141,8 +141,8 @@ def test_every_classification_setting_names_forget_sets_its_data_has():
 
 
 #: Every classification setting runs end to end through ``jaxunlearn paper NAME --smoke`` in the test's process
-#: (about 25 s each here, nearly all of it compiling the model's training, SSD, LFSSD, JiT and evaluation programs,
-#: which depend on the number of classes and the split's sizes, so the settings share few of them).
+#: (20-40 s each in the suite here, nearly all of it compiling the model's training, SSD, LFSSD, JiT and evaluation
+#: programs, which depend on the number of classes and the split's sizes, so the settings share few of them).
 SMOKED = CLASSIFICATION
 
 

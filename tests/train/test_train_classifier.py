@@ -63,6 +63,31 @@ def test_train_mode_updates_batch_stats_like_flax():
     np.testing.assert_allclose(new_vars["batch_stats"]["BatchNorm_0"]["var"], 0.9 + 0.1 * x.var(0), rtol=1e-5)
 
 
+def test_models_of_one_module_share_the_compiled_evaluation():
+    """``logits_fn`` binds the batch statistics as a pytree, not as a closure: the logits and accuracy of two models
+    of one module (an original and a retrained one) compile once, and each model's own statistics are used."""
+    from conftest import CompileCounter
+
+    x = np.random.default_rng(1).normal(2.0, 1.0, size=(24, 5)).astype(np.float32)
+    y = np.arange(24, dtype=np.int32) % 3
+    module = BNNet()
+    a = module.init(jax.random.key(0), x[:1])
+    b = {"params": a["params"], "batch_stats": jax.tree.map(lambda v: v + 0.5, a["batch_stats"])}
+    fa, fb = logits_fn(module, a), logits_fn(module, b)
+    for f, v in ((fa, a), (fb, b)):
+        want = module.apply(v, x, train=False)
+        np.testing.assert_allclose(batched_logits(f, v["params"], x, batch_size=8), want, rtol=1e-5, atol=1e-6)
+        assert accuracy(f, v["params"], (x, y), batch_size=8) == float(np.mean(np.argmax(want, -1) == y))
+    CompileCounter.count, CompileCounter.active = 0, True
+    try:
+        fresh = logits_fn(module, {"params": a["params"], "batch_stats": b["batch_stats"]})
+        batched_logits(fresh, a["params"], x, batch_size=8)
+        accuracy(fresh, a["params"], (x, y), batch_size=8)
+    finally:
+        CompileCounter.active = False
+    assert CompileCounter.count == 0, f"a third model of the module compiled {CompileCounter.count} program(s)"
+
+
 def test_many_seed_classifiers_carry_batch_stats():
     x = np.random.default_rng(0).normal(2.0, 1.0, size=(16, 5)).astype(np.float32)
     y = np.arange(16, dtype=np.int32) % 3
