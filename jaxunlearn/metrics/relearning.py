@@ -39,6 +39,7 @@ from jaxunlearn._validation import (
 )
 from jaxunlearn.curvature.chunks import chunked_sum
 from jaxunlearn.metrics._predict import LogitsFn, as_xy, check_batch_size
+from jaxunlearn.train.classifier import as_pytree_fn
 from jaxunlearn.train.loop import scan_steps
 
 
@@ -83,8 +84,9 @@ def relearning(
 
     Formula and procedure in the module docstring. Jittable (close over ``logits_fn``; ``num_examples`` and
     ``max_steps`` fix the shapes) and vmappable over keys or stacked params. Called eagerly, it is compiled once
-    per ``logits_fn`` object, shapes, ``num_examples``, ``max_steps`` and ``batch_size`` (as
-    :func:`jaxunlearn.metrics.predict_logits`): reuse one ``logits_fn`` across models to compile once.
+    per logits function, shapes, ``num_examples``, ``max_steps`` and ``batch_size``, as
+    :func:`jaxunlearn.metrics.predict_logits` is: the functions of one module from
+    :func:`jaxunlearn.models.logits_fn` share one program, any other callable compiles once per object.
 
     Args:
       logits_fn: ``(params, x[B, ...]) -> logits[B, C]`` in eval mode.
@@ -125,22 +127,22 @@ def relearning(
     else:
         level = check_number(threshold, "threshold", high=1.0)
     args = (params, original_params, x, y, key, learning_rate, level)
-    static = {"logits_fn": logits_fn, "original_logits_fn": original_logits_fn, "num_examples": k,
-              "max_steps": max_steps, "batch_size": batch_size}
+    static = {"num_examples": k, "max_steps": max_steps, "batch_size": batch_size}
+    fns = (as_pytree_fn(logits_fn), None if original_logits_fn is None else as_pytree_fn(original_logits_fn))
     with keep_errors():
         try:
-            return _relearning(*args, **static)
+            return _relearning(*fns, *args, **static)
         except TypeError as err:  # an unhashable logits function: compiled for this call only
             if "hash" not in str(err):
                 raise
-            return jax.jit(functools.partial(_relearning.__wrapped__, **static))(*args)
+            return jax.jit(functools.partial(_relearning.__wrapped__, logits_fn, original_logits_fn, **static))(*args)
 
 
-@functools.partial(jax.jit, static_argnames=("logits_fn", "original_logits_fn", "num_examples", "max_steps",
-                                             "batch_size"))
-def _relearning(params, original_params, x, y, key, learning_rate, level, *, logits_fn, original_logits_fn,
+@functools.partial(jax.jit, static_argnames=("num_examples", "max_steps", "batch_size"))
+def _relearning(logits_fn, original_logits_fn, params, original_params, x, y, key, learning_rate, level, *,
                 num_examples, max_steps, batch_size):
-    """:func:`relearning` after its static checks, compiled once per logits function, shapes and statics;
+    """:func:`relearning` after its static checks, compiled once per logits function (pytree arguments, as in
+    :func:`jaxunlearn.train.classifier.as_pytree_fn`), shapes and statics;
     ``level`` is ``margin`` when ``original_params`` is given, else the fixed threshold. The value checks are
     staged with ``raise_if``."""
     check_classifier_data(logits_fn, params, x, y, "forget")
