@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn._validation import check_classifier_data, keep_errors, raise_if
-from jaxunlearn.metrics._predict import check_batch_size, chunked_apply
+from jaxunlearn.metrics._predict import check_batch_size
 from jaxunlearn.models.classifier import split_variables
+from jaxunlearn.train.classifier import batched_logits
 
 FeaturesFn = Callable[[Any, Any], jax.Array]
 
@@ -130,7 +131,8 @@ def feature_cka(
       x: ``[N, ...]`` inputs, ``N >= 2``.
       features_fn_b: the features function of ``params_b`` when it differs (other batch-norm statistics);
         default ``features_fn``.
-      batch_size: evaluation chunk.
+      batch_size: evaluation chunk; the features are computed as :func:`jaxunlearn.metrics.predict_logits` computes
+        logits (jitted, one program for the functions of one module from :func:`penultimate_fn`).
 
     Returns:
       ``[]`` :func:`linear_cka` of ``features_fn(params_a, x)`` and ``features_fn_b(params_b, x)``.
@@ -140,5 +142,5 @@ def feature_cka(
     feats = []
     for name, fn, params in (("params_a", features_fn, params_a), ("params_b", features_fn_b, params_b)):
         check_classifier_data(fn, params, x, name=f"x (with {name})")
-        feats.append(chunked_apply(lambda chunk, fn=fn, p=params: fn(p, chunk), x, batch_size))
+        feats.append(batched_logits(fn, params, x, batch_size))
     return linear_cka(*feats)

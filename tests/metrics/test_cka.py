@@ -69,3 +69,37 @@ def test_penultimate_fn_refuses_a_model_not_ending_in_dense():
     features = metrics.penultimate_fn(Scaled(), {"params": params})
     with pytest.raises(ValueError, match="not the output of an nn.Dense"):
         jax.eval_shape(features, params, jnp.zeros((2, 4)))
+
+
+def test_feature_cka_evaluates_both_models_of_one_module_in_one_compiled_program():
+    """``penultimate_fn`` binds the batch statistics as a pytree: ``feature_cka`` uses each model's own statistics
+    (against numpy), and both models' features come from one jitted chunked program (with ``linear_cka``'s own, at
+    most two compilations; evaluated op by op it compiles every operation of the model on its own)."""
+    from conftest import CompileCounter
+
+    class BNNet(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return nn.Dense(3)(nn.BatchNorm(use_running_average=not train)(x))
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(13, 7)).astype(np.float32)  # shapes no other test uses: no operation is compiled yet
+    module = BNNet()
+    a = module.init(jax.random.key(0), x[:1])
+    stats = a["batch_stats"]["BatchNorm_0"]
+
+    def with_stats(shift):
+        return {"params": a["params"], "batch_stats": {"BatchNorm_0": {"mean": stats["mean"] + shift,
+                                                                       "var": stats["var"] + shift}}}
+
+    def numpy_features(shift):  # BatchNorm in eval mode, scale 1 and bias 0: (x - mean) / sqrt(var + eps)
+        return (x - (np.asarray(stats["mean"]) + shift)) / np.sqrt(np.asarray(stats["var"]) + shift + 1e-5)
+
+    fa, fb = (metrics.penultimate_fn(module, with_stats(s)) for s in (0.0, 0.5))
+    CompileCounter.count, CompileCounter.active = 0, True
+    try:
+        got = metrics.feature_cka(fa, a["params"], a["params"], x, features_fn_b=fb, batch_size=5)
+    finally:
+        CompileCounter.active = False
+    assert float(got) == pytest.approx(numpy_hsic_cka(numpy_features(0.0), numpy_features(0.5)), rel=1e-4)
+    assert CompileCounter.count <= 2, f"the features of two models compiled {CompileCounter.count} programs"
