@@ -140,10 +140,35 @@ def test_every_classification_setting_names_forget_sets_its_data_has():
                     assert len(set(forgotten[split.forget_train_idx].tolist())) == 1, (s.name, label)
 
 
-#: Every classification setting runs end to end through ``jaxunlearn paper NAME --smoke`` in the test's process
-#: (20-40 s each in the suite here, nearly all of it compiling the model's training, SSD, LFSSD, JiT and evaluation
-#: programs, which depend on the number of classes and the split's sizes, so the settings share few of them).
-SMOKED = CLASSIFICATION
+def test_every_classification_setting_tables_its_rows_beside_the_papers_numbers():
+    methods = ("original", "retrain", "ssd", "lfssd", "jit")
+    for s in paper_classification.SETTINGS:
+        params = paper.resolve_params(s, smoke=True)
+        random = params["scenario"] == "random"
+        result = {"forget": {label: [{"method": m, "acc_retain_test": 0.5 + 0.01 * i + 0.1 * j,
+                                      ("acc_forget_train" if random else "acc_forget_test"): 0.25 + 0.01 * i,
+                                      "mia": 0.125 + 0.01 * i, "seconds": 1.5 + i, "seeds": 1}
+                                     for i, m in enumerate(methods)]
+                             for j, label in enumerate(params["forget"])}}
+        table = paper_classification.table(s, params, result)
+        for cells in s.paper.values():
+            for value in cells.values():
+                assert value in table, s.name  # the quoted numbers stand beside ours
+        assert s.reference[:40] in table.replace("\n", " "), s.name
+        for j, label in enumerate(params["forget"]):
+            for i, m in enumerate(methods):
+                line = next(ln for ln in table.splitlines() if ln.startswith(f"{label} {m} "))
+                assert f"{100 * (0.5 + 0.01 * i + 0.1 * j):.2f}" in line and f"{100 * (0.25 + 0.01 * i):.2f}" in line
+                assert f"{100 * (0.125 + 0.01 * i):.2f}" in line, (s.name, line)
+
+
+#: Four classification settings run end to end through ``jaxunlearn paper NAME --smoke`` in the test's process
+#: (20-40 s each here, nearly all of it compiling the model's training, SSD, LFSSD, JiT and evaluation programs,
+#: which depend on the number of classes and the split's sizes, so the settings share few of them). Together they
+#: cover every dataset (CIFAR-100, CIFAR-20, CIFAR-10), every scenario (full class, sub-class, random) and both
+#: models, each model on a full-class setting; the other four differ from these only in their parameters, which
+#: the tests above check (their forget sets, their split into configs, their tables).
+SMOKED = ["cifar100-fullclass-vit", "cifar20-fullclass-resnet18", "cifar20-subclass-vit", "cifar10-random-resnet18"]
 
 
 @pytest.mark.slow
