@@ -55,7 +55,7 @@ Example (runnable; ``tests/docs/test_docstring_examples.py`` runs it)::
     train_set, _ = data.load_digits()                              # pixels in [0, 1]
     x, y = train_set.x.reshape(len(train_set.y), -1), train_set.y
     module, params = create_cvae(jax.random.key(0), x_dim=64)
-    params, _ = amnesia.train_cvae(module, params, x, y, key=jax.random.key(1), num_steps=300, progress=False)
+    params, _ = amnesia.train_cvae(module, params, x, y, key=jax.random.key(1), num_steps=100, progress=False)
 
     # the paper runs 10,000 steps and 50,000 Fisher samples; a short run shows the API
     sa = methods.selective_amnesia(module, num_steps=50, num_fisher_samples=500, progress=False)
