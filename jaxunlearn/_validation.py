@@ -83,6 +83,18 @@ def _recorded_cause(runtime_error: BaseException) -> BaseException | None:
     return None
 
 
+def wait_for_errors(out: Any) -> Any:
+    """Wait for ``out`` (unless traced) and return it, so that an error staged by :func:`raise_if` in the program
+    that computes it surfaces here, inside :class:`keep_errors`, rather than at some later use of the outputs.
+
+    JAX dispatches a compiled program asynchronously when the device is still busy with an earlier one; the
+    error of a host callback then travels with the outputs (see :class:`keep_errors`).
+    """
+    if is_concrete(out):
+        jax.block_until_ready(out)
+    return out
+
+
 class keep_errors(contextlib.ContextDecorator):
     """Re-raise errors staged by :func:`raise_if` inside compiled code with their own class.
 
@@ -96,8 +108,21 @@ class keep_errors(contextlib.ContextDecorator):
 
         update = ju.jit(unlearner.update)          # or: ju.keep_errors()(jax.jit(unlearner.update))
         with ju.keep_errors():
-            params, state, info = jax.jit(unlearner.update)(params, request, state, key=key)
+            params, state, info = jax.block_until_ready(jax.jit(unlearner.update)(params, request, state, key=key))
+
+    JAX runs a compiled program asynchronously when the device is still busy with an earlier one; an error
+    raised while the program runs then reaches Python only when its outputs are waited for. So the ``with``
+    form needs the ``jax.block_until_ready`` inside it; the decorator form, :func:`jaxunlearn.jit` and every
+    public function of the library wait for their outputs themselves (:func:`wait_for_errors`).
     """
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with self:
+                return wait_for_errors(fn(*args, **kwargs))
+
+        return call
 
     def __enter__(self):
         return self
@@ -122,7 +147,7 @@ def jit(fn: Callable | None = None, **jit_kwargs: Any) -> Callable:
     @functools.wraps(fn)
     def call(*args, **kwargs):
         with keep_errors():
-            return jitted(*args, **kwargs)
+            return wait_for_errors(jitted(*args, **kwargs))
 
     call.lower = jitted.lower  # type: ignore[attr-defined]
     return call

@@ -71,7 +71,7 @@ from jax import lax
 from jax.extend.core import primitives
 
 from jaxunlearn._policy import Policy
-from jaxunlearn._validation import is_concrete, keep_errors
+from jaxunlearn._validation import is_concrete, keep_errors, wait_for_errors
 
 POLICIES = ("auto", "canonical", "scan")
 """The loop policies (module docstring)."""
@@ -223,7 +223,7 @@ def compiled_when_eager(fn: Callable, *args: Any) -> Any:
     closed, shapes = jax.make_jaxpr(lambda *leaves: fn(*jax.tree.unflatten(tree, leaves)), return_shape=True)(*flat)
     program = jax.jit(lambda consts, leaves: _evaluate(closed.jaxpr, consts, leaves, rewrite=False))
     with keep_errors():
-        return jax.tree.unflatten(jax.tree.structure(shapes), program(closed.consts, flat))
+        return jax.tree.unflatten(jax.tree.structure(shapes), wait_for_errors(program(closed.consts, flat)))
 
 
 def scan(

@@ -54,7 +54,7 @@ import optax
 import optax.tree_utils as otu
 
 from jaxunlearn import bayes, metrics
-from jaxunlearn._validation import keep_errors
+from jaxunlearn._validation import keep_errors, wait_for_errors
 from jaxunlearn.experiments.paper import NOT_QUOTED, PaperSetting, paper_cell, render_table
 from jaxunlearn.methods.mcmc_forgetting import mcmc_forgetting
 from jaxunlearn.methods.vi_forgetting import vi_forgetting
@@ -202,7 +202,7 @@ class _AheadOfTime:
 
     def __call__(self, *args: Any) -> Any:
         with keep_errors():
-            return self.compile(*args)(*args)
+            return wait_for_errors(self.compile(*args)(*args))
 
 
 def _mean_over_draws(energy: bayes.Energy, draws: int) -> bayes.Energy:

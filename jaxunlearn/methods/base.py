@@ -60,6 +60,7 @@ from jaxunlearn._validation import (
     keep_errors,
     num_examples,
     raise_if,
+    wait_for_errors,
 )
 
 __all__ = [
@@ -189,7 +190,7 @@ def public(update: Callable) -> Callable:
         check_key(key)
         check_finite(params)
         with keep_errors():
-            return update(params, *args, key=key, **kwargs)
+            return wait_for_errors(update(params, *args, key=key, **kwargs))
 
     return checked
 

@@ -78,7 +78,7 @@ import optax.tree_utils as otu
 
 from jaxunlearn import loops
 from jaxunlearn._validation import (
-    check_finite, check_number, check_positive_int, check_same_structure, keep_errors, raise_if,
+    check_finite, check_number, check_positive_int, check_same_structure, keep_errors, raise_if, wait_for_errors,
 )
 from jaxunlearn.curvature import fisher_diagonal
 from jaxunlearn.methods import base
@@ -222,8 +222,8 @@ def sa_fisher_diagonal(
         raise ValueError(f"per_example must be one of {PER_EXAMPLE}, got {per_example!r}.")
     check_finite(params)
     with keep_errors():
-        return _sa_fisher(params, key, module=module, num_samples=num_samples, chunk_size=chunk_size,
-                          per_example=per_example, policy=loops.get_policy())
+        return wait_for_errors(_sa_fisher(params, key, module=module, num_samples=num_samples, chunk_size=chunk_size,
+                                          per_example=per_example, policy=loops.get_policy()))
 
 
 @functools.partial(jax.jit, static_argnames=("module", "num_samples", "chunk_size", "per_example", "policy"))

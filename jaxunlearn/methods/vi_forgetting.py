@@ -48,7 +48,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn import curvature, loops
-from jaxunlearn._validation import check_fits_model, check_number, check_positive_int, keep_errors
+from jaxunlearn._validation import (
+    check_fits_model, check_number, check_positive_int, keep_errors, wait_for_errors,
+)
 from jaxunlearn.bayes.energies import Energy
 from jaxunlearn.data.minibatch import check_batch_size, check_batches, shuffled_batches, take
 from jaxunlearn.methods import base
@@ -94,8 +96,8 @@ def vi_influence(
     32 latest): a second call with arrays of the same shapes compiles nothing. Traceable as well.
     """
     with keep_errors():
-        return _compiled_influence(energy, float(scaling0), int(bbp_T), bool(check), loops.get_policy())(
-            params, forget_batch, data, batches, n, key)
+        return wait_for_errors(_compiled_influence(energy, float(scaling0), int(bbp_T), bool(check),
+                                                   loops.get_policy())(params, forget_batch, data, batches, n, key))
 
 
 @functools.lru_cache(maxsize=32)

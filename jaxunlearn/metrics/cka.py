@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxunlearn._validation import check_classifier_data, keep_errors, raise_if
+from jaxunlearn._validation import check_classifier_data, keep_errors, raise_if, wait_for_errors
 from jaxunlearn.metrics._predict import check_batch_size
 from jaxunlearn.models.classifier import split_variables
 from jaxunlearn.train.classifier import batched_logits
@@ -59,7 +59,7 @@ def linear_cka(x: Any, y: Any) -> jax.Array:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must hold the same N examples; got {x.shape[0]} and {y.shape[0]}.")
     with keep_errors():
-        return _linear_cka(x, y)
+        return wait_for_errors(_linear_cka(x, y))
 
 
 @jax.jit

@@ -36,6 +36,7 @@ from jaxunlearn._validation import (
     check_number,
     check_positive_int,
     keep_errors,
+    wait_for_errors,
 )
 from jaxunlearn.curvature.chunks import chunked_sum
 from jaxunlearn.metrics._predict import LogitsFn, as_xy, check_batch_size
@@ -131,7 +132,7 @@ def relearning(
     fns = (as_pytree_fn(logits_fn), None if original_logits_fn is None else as_pytree_fn(original_logits_fn))
     with keep_errors():
         try:
-            return _relearning(*fns, *args, **static)
+            return wait_for_errors(_relearning(*fns, *args, **static))
         except TypeError as err:  # an unhashable logits function: compiled for this call only
             if "hash" not in str(err):
                 raise
