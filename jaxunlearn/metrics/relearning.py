@@ -136,7 +136,8 @@ def relearning(
         except TypeError as err:  # an unhashable logits function: compiled for this call only
             if "hash" not in str(err):
                 raise
-            return jax.jit(functools.partial(_relearning.__wrapped__, logits_fn, original_logits_fn, **static))(*args)
+            return wait_for_errors(jax.jit(functools.partial(_relearning.__wrapped__, logits_fn, original_logits_fn,
+                                                             **static))(*args))
 
 
 @functools.partial(jax.jit, static_argnames=("num_examples", "max_steps", "batch_size"))
