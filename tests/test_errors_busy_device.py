@@ -41,7 +41,7 @@ def _loss(params, batch):
 
 
 def test_staged_errors_keep_their_class_while_the_device_is_busy():
-    _busy(jnp.eye(700) * 0.5).block_until_ready()  # compiled before the checks
+    _occupy_device().block_until_ready()  # compiled before the checks
     x = jnp.array([1.0, -2.0, 3.0])
     for call in (ju.jit(_checked_double), ju.keep_errors()(jax.jit(_checked_double))):
         call(jnp.ones(3)).block_until_ready()
