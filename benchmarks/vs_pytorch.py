@@ -2,7 +2,7 @@
 
     python benchmarks/vs_pytorch.py                # every case: 4.5 minutes on the quiet 2-core CPU
     python benchmarks/vs_pytorch.py --cases ssd_cnn_32,sgld_lenet --repeats 7 --json results/vs_pytorch.json
-    python benchmarks/vs_pytorch.py --conv-forms   # nn.Conv against columns x matrix, 1.5 minutes (no PyTorch needed)
+    python benchmarks/vs_pytorch.py --conv-forms   # nn.Conv against columns x matrix, 4 minutes (no PyTorch needed)
     XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' \
         python benchmarks/vs_pytorch.py --torch-threads 1                     # one thread a side (see below)
 
@@ -48,12 +48,13 @@ class-sorted where SSD needs it):
                   variational LeNet (padding SAME), bbp_T 5, batch 128, scaling0 0.1, iter_T 16 (BIF: 64; the
                   cost of both sides grows linearly with it)
 
-``--conv-forms`` times, for the convolutions of SmallCNN(channels 8, fc 32) at 32x32x3, LeNet-5 at 32x32x1 and the
-digits SmallCNN (64 channels, padding 2) at 8x8x1, flax's ``nn.Conv`` against the same convolution written as columns
+``--conv-forms`` times, for the convolutions of SmallCNN(channels 8, fc 32) at 32x32x3, LeNet-5 at 32x32x1, the
+digits SmallCNN (64 channels, padding 2) at 8x8x1 and the original SmallCNN (64 channels, fc 384) at 32x32x3, flax's ``nn.Conv`` against the same convolution written as columns
 times a matrix, the columns from ``jax.lax.conv_general_dilated_patches`` ("patches") or from the 25 shifted slices
 of the padded input ("slices"), substituted with ``flax.linen.intercept_methods`` (same parameters), and the
-models' own forms ("library": ``jaxunlearn.models.conv_forms``, a dense matrix product for small maps and pooling
-by reshape; the other three run under its policy ``lax``): one
+models' own forms ("library": ``jaxunlearn.models.conv_forms``, a dense matrix product for small maps, strips of
+the input times a banded matrix for other 5x5 kernels, pooling by reshape; the other three run under its policy
+``lax``): one
 forward+backward of the batch-mean loss (batch 64) and the SSD importance pass (squared batch gradients summed over
 20 batches of 64 in ``jaxunlearn.loops.scan``); the forms are checked equal first (max abs difference of the logits
 and of the pass against ``nn.Conv``).
@@ -633,7 +634,8 @@ CONV_FORMS = ("nn.Conv", "patches", "slices", "library")
 def _apply(module, params, x, form: str):
     """Logits of ``module`` with its ``nn.Conv`` layers in ``form`` (one of :data:`CONV_FORMS`): ``nn.Conv`` is
     the plain ``lax`` convolution and pooling, ``library`` the models' own forms (``models.conv_forms``, policy
-    ``auto``: dense matrices for small maps, pooling by reshape)."""
+    ``auto``: dense matrices for small maps, strips times banded matrices for other 5x5 kernels, pooling by
+    reshape)."""
     if form == "library":
         return module.apply({"params": params}, x)
     with conv_policy("lax"):
@@ -686,11 +688,12 @@ def _conv_form_rows(label: str, module, shape: tuple, repeats: int) -> list[dict
 
 def conv_forms(repeats: int) -> list[dict]:
     """``nn.Conv`` against two columns x matrix forms (:func:`_conv_as_matrix`) and the library's own forms on
-    SmallCNN(8, 32) at 32x32x3,
-    LeNet-5 at 32x32x1 and the digits SmallCNN (64 channels, padding 2) at 8x8x1 (module doc)."""
+    SmallCNN(8, 32) at 32x32x3, LeNet-5 at 32x32x1, the digits SmallCNN (64 channels, padding 2) at 8x8x1 and the
+    original SmallCNN (64 channels) at 32x32x3 (module doc)."""
     rows = [*_conv_form_rows("SmallCNN c8 32x32x3", SmallCNN(channels=8, hidden=32), (32, 32, 3), repeats),
             *_conv_form_rows("LeNet-5 32x32x1", LeNet(), (32, 32, 1), repeats),
-            *_conv_form_rows("SmallCNN c64 pad 2 8x8x1", SmallCNN(padding=2), (8, 8, 1), repeats)]
+            *_conv_form_rows("SmallCNN c64 pad 2 8x8x1", SmallCNN(padding=2), (8, 8, 1), repeats),
+            *_conv_form_rows("SmallCNN c64 32x32x3", SmallCNN(), (32, 32, 3), repeats)]
     _print_rows(("model", "workload", "nn.Conv", "patches x matrix", "slices x matrix", "library forms",
                  "patches vs nn.Conv (x faster)", "slices vs nn.Conv (x faster)", "library vs nn.Conv (x faster)",
                  "max abs diff"),

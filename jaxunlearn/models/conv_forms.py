@@ -18,20 +18,24 @@ zero-padded convolutions of small maps, and runs the gradient of ``lax.reduce_wi
   (:data:`DENSE_MAX_ENTRIES`) and costs at most :data:`DENSE_MAX_FLOP_RATIO` times the flops of the
   direct convolution; everything else (strides, dilation, groups, large maps) goes to
   ``lax.conv_general_dilated`` unchanged.
-* :func:`columns_conv`, used by :func:`conv_general_dilated` where the dense form does not apply, for
-  stride-1 convolutions with at least :data:`COLUMNS_MIN_TAPS` kernel taps that are either the first
-  layer of an image model (at most :data:`COLUMNS_MAX_CHANNELS` input channels, output maps of at
-  least :data:`COLUMNS_MIN_MAP` a side) or a narrow later layer (patches of at most
-  :data:`COLUMNS_MAX_PATCH` entries, at least :data:`COLUMNS_MIN_FEATURES` output features): the
-  kernel's transpose times the columns of shifted channel-first slices of the input,
-  ``out^T [D, N Ho Wo] = K^T [D, kh kw C] X [kh kw C, N Ho Wo]`` with
-  ``X[(i, j, c), (n, p, q)] = x[n, p + i, q + j, c]`` (``x`` zero-padded). The product's long axis is
-  the one GEMM kernels stream over; its gradients are such products too. Measured in the loops that
-  use them (``benchmarks/vs_pytorch.py --conv-forms``: an SSD pass of 20 batches of 64 in
-  :func:`jaxunlearn.loops.scan`, the library's forms against ``nn.Conv`` and ``nn.max_pool``): LeNet-5
-  at 32x32 92 against 177 ms, SmallCNN(8 channels) at 32x32x3 161 against 272 ms. Variants of that
-  pass chose the rule: the form loses on 3x3 kernels (ResNet's stem), on 8x8 output maps and on
-  SmallCNN(8)'s second layer (8 features), which keep ``lax.conv_general_dilated``.
+* :func:`strip_conv`, used by :func:`conv_general_dilated` where the dense form does not apply, for
+  stride-1 convolutions with at least :data:`STRIP_MIN_TAPS` kernel taps (5x5): each output row is cut
+  into strips of ``t`` positions (:func:`strip_width`), and a strip is one row of a matrix product of
+  the strip's input window (``kh`` rows, ``t + kw - 1`` columns, all channels) with a banded matrix
+  ``B`` gathered from the kernel (the dense form restricted to one strip),
+  ``out[n, p, s t + q, d] = sum_(u, i, c) X[(n, p, s), (u, i, c)] B[(u, i, c), (q, d)]`` with
+  ``X[(n, p, s), (u, i, c)] = x[n, p + i, s t + u, c]`` (``x`` zero-padded) and
+  ``B[(u, i, c), (q, d)] = K[i, u - q, c, d]`` (0 outside the kernel). ``X`` is built from ``kh`` row slices of the
+  input and ``ceil((t + kw - 1) / t)`` reshapes of them, and holds ``kh (t + kw - 1) / t`` copies of the
+  input (im2col columns hold ``kh kw``: 2.5x more for 5x5 kernels and ``t = 4``); the product costs
+  ``(t + kw - 1) / kw`` times the direct convolution's flops and its gradients are such products
+  too. Measured (``benchmarks/vs_pytorch.py --conv-forms``: an SSD pass of 20 batches of 64 in
+  :func:`jaxunlearn.loops.scan`, the library's forms against ``nn.Conv`` and ``nn.max_pool``, and against
+  im2col columns times the kernel): SmallCNN(8 channels) at 32x32x3 143 against 308 and 334 ms, LeNet-5
+  at 32x32 128 against 264 and 287 ms, the original SmallCNN (64 channels) at 32x32x3 1.33 against 3.46
+  and 1.96 s. The width was chosen on the layers of those models, 1 to 8 tried (4 and 2 were fastest);
+  3x3 kernels with 64 or more channels (ResNet-18's) were slower in strips (64 channels at 32x32: 244
+  against 210 ms for a kernel and input gradient) and keep ``lax.conv_general_dilated``.
 * :func:`max_pool`: non-overlapping windows (window = stride, no padding) as a reshape and a
   ``max``; the forward value is that of ``nn.max_pool``. The gradient differs only where a window
   holds several equal maxima (it is split equally instead of going to one of them), which after a
@@ -46,6 +50,7 @@ the rewrites on the CPU backend only (cuDNN and the TPU compiler run the plain o
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -65,20 +70,12 @@ DENSE_MAX_ENTRIES = 1 << 22
 DENSE_MAX_FLOP_RATIO = 4.0
 """The dense form is used while its flops are at most this multiple of the direct convolution's."""
 
-COLUMNS_MAX_CHANNELS = 3
-"""The columns form (:func:`columns_conv`) takes convolutions of at most this many input channels (images),"""
+STRIP_MIN_TAPS = 25
+"""The strip form (:func:`strip_conv`) takes stride-1 convolutions with kernels of at least this many taps (5x5)."""
 
-COLUMNS_MIN_TAPS = 25
-"""with kernels of at least this many taps (5x5),"""
+STRIP_NARROW_FEATURES = 16
+"""Below this many output features a strip is 4 output positions wide, else 2 (:func:`strip_width`)."""
 
-COLUMNS_MIN_MAP = 16
-"""and output maps of at least this size a side; or (a later layer, more input channels) with"""
-
-COLUMNS_MAX_PATCH = 256
-"""patches of at most this many entries (``kh kw C``) and"""
-
-COLUMNS_MIN_FEATURES = 16
-"""at least this many output features (LeNet-5's second layer)."""
 
 _POLICY = Policy("convolution policy", CONV_POLICIES)
 
@@ -137,30 +134,48 @@ def dense_conv(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int
     return (x.reshape(n, h * w * c) @ matrix).reshape(n, ho, wo, d)
 
 
-def columns_conv(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int]]) -> jax.Array:
-    """The stride-1 convolution of NHWC ``x`` with HWIO ``kernel`` as the kernel's transpose times columns
-    of shifted channel-first slices (module docstring).
+def strip_width(features: int) -> int:
+    """The strip width :func:`conv_general_dilated` uses for a convolution with ``features`` output features:
+    4 below :data:`STRIP_NARROW_FEATURES`, else 2 (a product ``t features`` wide; measured best on the layers of
+    SmallCNN and LeNet-5, module docstring)."""
+    return 4 if features < STRIP_NARROW_FEATURES else 2
+
+
+def strip_conv(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int]], width: int) -> jax.Array:
+    """The stride-1 convolution of NHWC ``x`` with HWIO ``kernel`` as a product of input strips with a banded
+    matrix (module docstring).
 
     Args:
       x: ``[N, H, W, C]``.
       kernel: ``[kh, kw, C, D]``.
       padding: ``((top, bottom), (left, right))`` zero padding.
+      width: ``t``, output positions per strip (a positive integer); the last strip of a row may reach past
+        the output, whose extra positions are computed on zeros and dropped.
 
     Returns:
       ``[N, Ho, Wo, D]``, as :func:`dense_conv`: what ``lax.conv_general_dilated`` gives, up to float rounding.
     """
-    kh, kw, c, d = kernel.shape
-    planes = jnp.transpose(jnp.pad(x, ((0, 0), *padding, (0, 0))), (3, 0, 1, 2))  # [C, N, H', W']
-    n, ho, wo = x.shape[0], planes.shape[2] - kh + 1, planes.shape[3] - kw + 1
-    columns = jnp.stack([planes[:, :, i:i + ho, j:j + wo] for i in range(kh) for j in range(kw)])
-    out = kernel.reshape(kh * kw * c, d).T @ columns.reshape(kh * kw * c, n * ho * wo)
-    return jnp.transpose(out.reshape(d, n, ho, wo), (1, 2, 3, 0))
+    n, h, w, c = x.shape
+    kh, kw, _, d = kernel.shape
+    (top, bottom), (left, right) = padding
+    ho, wo = h + top + bottom - kh + 1, w + left + right - kw + 1
+    strips, span = -(-wo // width), width + kw - 1
+    shifts = -(-span // width)  # reshapes of the rows, each shifted by one strip, that cover a strip's window
+    extra = max(0, (strips + shifts - 1) * width - (w + left + right))
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right + extra), (0, 0)))
+    rows = jnp.stack([padded[:, i:i + ho] for i in range(kh)], axis=3).reshape(n, ho, -1, kh * c)
+    windows = jnp.concatenate([rows[:, :, s * width:(s + strips) * width].reshape(n, ho, strips, width, kh * c)
+                               for s in range(shifts)], axis=3)[:, :, :, :span]
+    band = jnp.pad(kernel, ((0, 0), (0, 1), (0, 0), (0, 0)))[:, _taps(span, width, kw, 0)]  # [kh, span, t, c, d]
+    band = jnp.transpose(band, (1, 0, 3, 2, 4)).reshape(span * kh * c, width * d)
+    out = windows.reshape(n * ho * strips, span * kh * c) @ band
+    return out.reshape(n, ho, strips * width, d)[:, :, :wo]
 
 
 def _form(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
           feature_group_count, batch_group_count) -> tuple[Callable | None, Sequence[tuple[int, int]] | None]:
-    """``(form, explicit padding)``: :func:`dense_conv` or :func:`columns_conv` where one applies to this
-    convolution (module docstring), else ``(None, None)``."""
+    """``(form, explicit padding)``: :func:`dense_conv` or :func:`strip_conv` (its width bound) where one applies
+    to this convolution (module docstring), else ``(None, None)``."""
     if lhs.ndim != 4 or feature_group_count != 1 or batch_group_count != 1:
         return None, None
     if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _NHWC:
@@ -180,19 +195,15 @@ def _form(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimensi
     direct = ho * wo * kh * kw * c * d
     if entries <= DENSE_MAX_ENTRIES and entries <= DENSE_MAX_FLOP_RATIO * direct:
         return dense_conv, pads
-    if kh * kw < COLUMNS_MIN_TAPS:
+    if kh * kw < STRIP_MIN_TAPS:
         return None, None
-    if c <= COLUMNS_MAX_CHANNELS:  # the first layer of an image model
-        fits = min(ho, wo) >= COLUMNS_MIN_MAP
-    else:  # a narrow later layer
-        fits = kh * kw * c <= COLUMNS_MAX_PATCH and d >= COLUMNS_MIN_FEATURES
-    return (columns_conv, pads) if fits else (None, None)
+    return functools.partial(strip_conv, width=strip_width(d)), pads
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None) -> jax.Array:
-    """``jax.lax.conv_general_dilated`` (same arguments), computed by :func:`dense_conv` or :func:`columns_conv`
+    """``jax.lax.conv_general_dilated`` (same arguments), computed by :func:`dense_conv` or :func:`strip_conv`
     where the policy and the shapes call for it (module docstring)."""
     form, pads = None, None
     if _rewrite() and precision is None and preferred_element_type is None:
@@ -216,6 +227,6 @@ def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int] | N
     return jnp.max(x.reshape(n, h // a, a, w // b, b, c), axis=(2, 4))
 
 
-__all__ = ["COLUMNS_MAX_CHANNELS", "COLUMNS_MAX_PATCH", "COLUMNS_MIN_FEATURES", "COLUMNS_MIN_MAP", "COLUMNS_MIN_TAPS",
-           "CONV_POLICIES", "DENSE_MAX_ENTRIES", "DENSE_MAX_FLOP_RATIO", "columns_conv", "conv_general_dilated",
-           "conv_policy", "dense_conv", "get_conv_policy", "max_pool", "set_conv_policy"]
+__all__ = ["CONV_POLICIES", "DENSE_MAX_ENTRIES", "DENSE_MAX_FLOP_RATIO", "STRIP_MIN_TAPS", "STRIP_NARROW_FEATURES",
+           "conv_general_dilated", "conv_policy", "dense_conv", "get_conv_policy", "max_pool", "set_conv_policy",
+           "strip_conv", "strip_width"]

@@ -1,5 +1,7 @@
 """The fast convolution and pooling forms against ``lax.conv_general_dilated`` and ``nn.max_pool``."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -25,9 +27,12 @@ CASES = (((8, 8, 1, 16), (5, 5), ((2, 2), (2, 2))), ((4, 4, 8, 8), (5, 5), ((2, 
 
 class ConvFormsTest(parameterized.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(*((form, *case) for form in ("dense_conv", "columns_conv") for case in CASES))
+    @parameterized.parameters(*((form, *case) for form in ("dense", "strip1", "strip2", "strip4") for case in CASES))
     def test_values_and_gradients_equal_lax(self, form, shape, window, padding):
-        conv = getattr(conv_forms, form)
+        """Strip widths that divide the output width, that do not (the last strip reaches past it) and that are
+        narrower than the kernel (a window spans several reshapes of the rows)."""
+        conv = conv_forms.dense_conv if form == "dense" else functools.partial(conv_forms.strip_conv,
+                                                                                 width=int(form[5:]))
         h, w, c, d = shape
         kx, kk, kg = jax.random.split(jax.random.key(0), 3)
         x = jax.random.normal(kx, (3, h, w, c))
@@ -41,7 +46,7 @@ class ConvFormsTest(parameterized.TestCase):
         chex.assert_trees_all_close(vjp, want_vjp, rtol=1e-5, atol=1e-5)
 
 
-def test_dispatch_uses_the_dense_and_columns_forms_only_where_they_apply():
+def test_dispatch_uses_the_dense_and_strip_forms_only_where_they_apply():
     x, k = jnp.ones((2, 4, 4, 3)), jnp.ones((3, 3, 3, 4))  # dense flops: 16 / 9 of the direct convolution
     def text(x, k, strides, padding, **kw):
         return str(jax.make_jaxpr(lambda x, k: conv_forms.conv_general_dilated(x, k, strides, padding, **kw))(x, k))
@@ -50,23 +55,22 @@ def test_dispatch_uses_the_dense_and_columns_forms_only_where_they_apply():
     assert "conv_general_dilated" not in dense and "gather" in dense  # the dense matrix is gathered from k
     assert "conv_general_dilated" in text(x, k, (2, 2), "SAME", dimension_numbers=DN)  # strided
     assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", rhs_dilation=(2, 2), dimension_numbers=DN)
-    # a 32x32 map: the dense matrix would cost 41x the direct convolution; an image layer takes the columns form
+    # a 32x32 map: the dense matrix would cost 41x the direct convolution; a 5x5 kernel takes the strip form,
+    # 4 positions a strip for 4 features ([8 * 5 * 3, 4 * 4] band), 2 for 16 ([6 * 5 * 3, 2 * 16])
     image = jnp.ones((1, 32, 32, 3))
-    columns = text(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
-    assert "conv_general_dilated" not in columns and "gather" not in columns
+    narrow = text(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
+    assert "conv_general_dilated" not in narrow and "f32[120,16]" in narrow
+    wide = text(image, jnp.ones((5, 5, 3, 16)), (1, 1), "VALID", dimension_numbers=DN)
+    assert "conv_general_dilated" not in wide and "f32[90,32]" in wide
     assert "conv_general_dilated" in text(image, jnp.ones((3, 3, 3, 4)), (1, 1), "SAME", dimension_numbers=DN)
-    wide = jnp.ones((1, 32, 32, 4))  # more input channels than an image has, and few output features
-    assert "conv_general_dilated" in text(wide, jnp.ones((5, 5, 4, 4)), (1, 1), "VALID", dimension_numbers=DN)
-    lenet2 = jnp.ones((1, 14, 14, 6))  # LeNet-5's second layer: patches of 150, 16 features
-    assert "conv_general_dilated" not in text(lenet2, jnp.ones((5, 5, 6, 16)), (1, 1), "VALID", dimension_numbers=DN)
-    assert "conv_general_dilated" in text(lenet2, jnp.ones((5, 5, 6, 8)), (1, 1), "VALID", dimension_numbers=DN)
-    small = jnp.ones((1, 18, 18, 1))  # a 14x14 output map: too small for columns, the dense matrix 13x the flops
-    assert "conv_general_dilated" in text(small, jnp.ones((5, 5, 1, 64)), (1, 1), "VALID", dimension_numbers=DN)
+    small = jnp.ones((1, 18, 18, 1))  # a 14x14 output map, the dense matrix 13x the flops: strips
+    assert "conv_general_dilated" not in text(small, jnp.ones((5, 5, 1, 64)), (1, 1), "VALID", dimension_numbers=DN)
     np.testing.assert_allclose(conv_forms.conv_general_dilated(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID",
                                                                dimension_numbers=DN),
                                _lax(image, jnp.ones((5, 5, 3, 4)), "VALID"), rtol=1e-6)
     with conv_forms.conv_policy("lax"):
         assert "conv_general_dilated" in text(x, k, (1, 1), "SAME", dimension_numbers=DN)
+        assert "conv_general_dilated" in text(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID", dimension_numbers=DN)
     np.testing.assert_allclose(conv_forms.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=DN),
                                _lax(x, k, "SAME"), rtol=1e-6)
 
@@ -105,7 +109,7 @@ def test_max_pool_equals_flax_values_and_gradients(shape):
 
 @pytest.mark.parametrize("module,shape", [(SmallCNN(channels=8, hidden=16, padding=2), (8, 8, 1)),
                                           (LeNet(padding=2), (8, 8, 1)),  # the dense form
-                                          (LeNet(), (32, 32, 1))])  # conv1 in the columns form
+                                          (LeNet(), (32, 32, 1))])  # the strip form
 def test_models_give_the_same_logits_and_gradients_in_both_policies(module, shape):
     x = jax.random.normal(jax.random.key(3), (4, *shape))
     params = module.init(jax.random.key(0), x)["params"]
