@@ -65,6 +65,12 @@ def test_dispatch_uses_the_dense_and_strip_forms_only_where_they_apply():
     assert "conv_general_dilated" in text(image, jnp.ones((3, 3, 3, 4)), (1, 1), "SAME", dimension_numbers=DN)
     small = jnp.ones((1, 18, 18, 1))  # a 14x14 output map, the dense matrix 13x the flops: strips
     assert "conv_general_dilated" not in text(small, jnp.ones((5, 5, 1, 64)), (1, 1), "VALID", dimension_numbers=DN)
+    # the digits SmallCNN: its first layer's dense matrix costs 2.56x the direct convolution, strips 1.2x; its
+    # second layer (4x4 maps, padding 2) skips the padded taps in the dense form (0.64x), strips do not
+    digits1 = text(jnp.ones((1, 8, 8, 1)), jnp.ones((5, 5, 1, 64)), (1, 1), ((2, 2), (2, 2)), dimension_numbers=DN)
+    assert "gather" in digits1 and "f32[30,128]" in digits1  # the band [(2 + 4) * 5 * 1, 2 * 64]
+    digits2 = text(jnp.ones((1, 4, 4, 64)), jnp.ones((5, 5, 64, 64)), (1, 1), ((2, 2), (2, 2)), dimension_numbers=DN)
+    assert "f32[1024,1024]" in digits2 and "conv_general_dilated" not in digits2
     np.testing.assert_allclose(conv_forms.conv_general_dilated(image, jnp.ones((5, 5, 3, 4)), (1, 1), "VALID",
                                                                dimension_numbers=DN),
                                _lax(image, jnp.ones((5, 5, 3, 4)), "VALID"), rtol=1e-6)
