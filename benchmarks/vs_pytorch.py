@@ -49,15 +49,15 @@ class-sorted where SSD needs it):
                   cost of both sides grows linearly with it)
 
 ``--conv-forms`` times, for the convolutions of SmallCNN(channels 8, fc 32) at 32x32x3, LeNet-5 at 32x32x1, the
-digits SmallCNN (64 channels, padding 2) at 8x8x1 and the original SmallCNN (64 channels, fc 384) at 32x32x3, flax's ``nn.Conv`` against the same convolution written as columns
-times a matrix, the columns from ``jax.lax.conv_general_dilated_patches`` ("patches") or from the 25 shifted slices
-of the padded input ("slices"), substituted with ``flax.linen.intercept_methods`` (same parameters), and the
-models' own forms ("library": ``jaxunlearn.models.conv_forms``, a dense matrix product for small maps, strips of
-the input times a banded matrix for other 5x5 kernels, pooling by reshape; the other three run under its policy
-``lax``): one
-forward+backward of the batch-mean loss (batch 64) and the SSD importance pass (squared batch gradients summed over
-20 batches of 64 in ``jaxunlearn.loops.scan``); the forms are checked equal first (max abs difference of the logits
-and of the pass against ``nn.Conv``).
+digits SmallCNN (64 channels, padding 2) at 8x8x1 and the original SmallCNN (64 channels, fc 384) at 32x32x3, flax's
+``nn.Conv`` against the same convolution written as columns times a matrix, the columns from
+``jax.lax.conv_general_dilated_patches`` ("patches") or from the 25 shifted slices of the padded input ("slices"),
+substituted with ``flax.linen.intercept_methods`` (same parameters), and the models' own forms ("library":
+``jaxunlearn.models.conv_forms``, a dense matrix product for small maps, strips of the input times a banded matrix
+for other 5x5 kernels, pooling by reshape; the other three run under its policy ``lax``): one forward+backward of
+the batch-mean loss (batch 64) and the SSD importance pass (squared batch gradients summed over 20 batches of 64 in
+``jaxunlearn.loops.scan``); the forms are checked equal first (max abs difference of the logits and of the pass
+against ``nn.Conv``).
 """
 
 from __future__ import annotations

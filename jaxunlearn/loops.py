@@ -48,8 +48,8 @@ Python loop of the jitted step 1.4x and 0.7x, but only possible when called eage
 must stay traceable); the rewrite 1.2x and 0.7x, with the compile time of the plain scan. Those
 models now compute their convolutions as matrix products on CPU (:mod:`jaxunlearn.models.conv_forms`),
 which loops do not slow: ``benchmarks/loops.py --quick`` then gives, for the SSD, JiT and SGLD loops,
-plain ``lax.scan`` 0.87x, 0.59x and 0.88x of the floor, the library's entry points 0.41x, 0.57x and
-0.94x. The policy still serves every model whose convolutions stay convolutions (ResNet-18's).
+plain ``lax.scan`` 0.82x, 0.74x and 0.71x of the floor, the library's entry points 0.92x, 0.82x and
+0.84x. The policy still serves every model whose convolutions stay convolutions (ResNet-18's).
 
 Limits: the rewrite reaches the convolutions of the body itself, of the ``jit`` calls inside it
 (inlined) and of ``jax.checkpoint`` blocks (re-wrapped with the same remat policy); convolutions inside

@@ -24,20 +24,20 @@ zero-padded convolutions of small maps, and runs the gradient of ``lax.reduce_wi
   stride-1 convolutions with at least :data:`STRIP_MIN_TAPS` kernel taps (5x5): each output row is cut
   into strips of ``t`` positions (:func:`strip_width`), and a strip is one row of a matrix product of
   the strip's input window (``kh`` rows, ``t + kw - 1`` columns, all channels) with a banded matrix
-  ``B`` gathered from the kernel (the dense form restricted to one strip),
-  ``out[n, p, s t + q, d] = sum_(u, i, c) X[(n, p, s), (u, i, c)] B[(u, i, c), (q, d)]`` with
-  ``X[(n, p, s), (u, i, c)] = x[n, p + i, s t + u, c]`` (``x`` zero-padded) and
-  ``B[(u, i, c), (q, d)] = K[i, u - q, c, d]`` (0 outside the kernel). ``X`` is built from ``kh`` row slices of the
-  input and ``ceil((t + kw - 1) / t)`` reshapes of them, and holds ``kh (t + kw - 1) / t`` copies of the
-  input (im2col columns hold ``kh kw``: 2.5x more for 5x5 kernels and ``t = 4``); the product costs
-  ``(t + kw - 1) / kw`` times the direct convolution's flops and its gradients are such products
-  too. Measured (``benchmarks/vs_pytorch.py --conv-forms``: an SSD pass of 20 batches of 64 in
-  :func:`jaxunlearn.loops.scan`, the library's forms against ``nn.Conv`` and ``nn.max_pool``, and against
-  im2col columns times the kernel): SmallCNN(8 channels) at 32x32x3 143 against 308 and 334 ms, LeNet-5
-  at 32x32 128 against 264 and 287 ms, the original SmallCNN (64 channels) at 32x32x3 1.33 against 3.46
-  and 1.96 s. The width was chosen on the layers of those models, 1 to 8 tried (4 and 2 were fastest);
-  3x3 kernels with 64 or more channels (ResNet-18's) were slower in strips (64 channels at 32x32: 244
-  against 210 ms for a kernel and input gradient) and keep ``lax.conv_general_dilated``.
+  ``B`` gathered from the kernel (the dense form restricted to one strip), ``out[n, p, s t + q, d] =
+  sum_(u, i, c) X[(n, p, s), (u, i, c)] B[(u, i, c), (q, d)]`` with ``X[(n, p, s), (u, i, c)] = x[n, p +
+  i, s t + u, c]`` (``x`` zero-padded) and ``B[(u, i, c), (q, d)] = K[i, u - q, c, d]`` (0 outside the
+  kernel). ``X`` is built from ``kh`` row slices of the input and ``ceil((t + kw - 1) / t)`` reshapes of
+  them, and holds ``kh (t + kw - 1) / t`` copies of the input (im2col columns hold ``kh kw``: 2.5x more
+  for 5x5 kernels and ``t = 4``); the product costs ``(t + kw - 1) / kw`` times the direct convolution's
+  flops and its gradients are such products too. Measured (``benchmarks/vs_pytorch.py --conv-forms``: an
+  SSD pass of 20 batches of 64 in :func:`jaxunlearn.loops.scan`, the library's forms against ``nn.Conv``
+  and ``nn.max_pool``, and against im2col columns, 25 shifted slices, times the kernel; one run on a
+  2-core CPU): SmallCNN(8 channels) at 32x32x3 206 against 349 and 382 ms, LeNet-5 at 32x32 149 against
+  271 and 287 ms, the original SmallCNN (64 channels) at 32x32x3 1.38 against 3.69 and 2.29 s. The width
+  was chosen on the layers of those models, 1 to 8 tried (4 and 2 were fastest); 3x3 kernels with 64 or
+  more channels (ResNet-18's) were slower in strips (64 channels at 32x32: 244 against 210 ms for a
+  kernel and input gradient) and keep ``lax.conv_general_dilated``.
 * :func:`max_pool`: non-overlapping windows (window = stride, no padding) as a reshape and a
   ``max``; the forward value is that of ``nn.max_pool``. The gradient differs only where a window
   holds several equal maxima (it is split equally instead of going to one of them), which after a
