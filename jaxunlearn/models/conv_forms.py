@@ -62,6 +62,7 @@ import numpy as np
 from jax import lax
 
 from jaxunlearn._policy import Policy
+from jaxunlearn._validation import check_positive_int
 
 CONV_POLICIES = ("auto", "dense", "lax")
 """The convolution policies (module docstring)."""
@@ -158,6 +159,7 @@ def strip_conv(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int
     Returns:
       ``[N, Ho, Wo, D]``, as :func:`dense_conv`: what ``lax.conv_general_dilated`` gives, up to float rounding.
     """
+    width = check_positive_int(width, "width")
     n, h, w, c = x.shape
     kh, kw, _, d = kernel.shape
     (top, bottom), (left, right) = padding

@@ -108,6 +108,13 @@ def test_convolutions_outside_the_forms_go_to_lax_unchanged(layout):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+def test_a_strip_width_that_is_not_a_positive_integer_is_refused():
+    x, k = jnp.ones((1, 8, 8, 1)), jnp.ones((5, 5, 1, 2))
+    for width in (0, 2.0):
+        with pytest.raises(ValueError, match="width must be a positive integer"):
+            conv_forms.strip_conv(x, k, ((0, 0), (0, 0)), width)
+
+
 def test_an_unknown_conv_policy_is_refused():
     with pytest.raises(ValueError, match="policy must be one of"):
         conv_forms.set_conv_policy("fast")
